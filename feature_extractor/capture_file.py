@@ -1,0 +1,182 @@
+"""pcap and pcapng files (and stdin) as a stream of (timestamp, link type, frame bytes).
+
+Plain struct parsing of large chunks: the fastest pure-Python way through a file (full scapy
+dissection managed about 2,700 packets/s here). A damaged file yields every packet before the
+damage, then raises CaptureError naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+import sys
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+CHUNK = 1 << 22
+MAX_RECORD = 1 << 18  # larger than any snap length in use; beyond it the file is corrupt
+
+Packet = tuple[float, int, bytes]
+
+
+class CaptureError(Exception):
+    """A capture that cannot be read (further): `file: problem`."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class _Buffer:
+    """Sequential reads over a file in big chunks; `take(n)` returns None at a clean EOF."""
+
+    __slots__ = ("fh", "buf", "pos", "offset")
+
+    def __init__(self, fh: BinaryIO, head: bytes = b""):
+        self.fh = fh
+        self.buf = head
+        self.pos = 0
+        self.offset = 0  # file offset of buf[0]
+
+    def fill(self, n: int) -> bool:
+        """Make n bytes available at pos; False if the file ends first."""
+        while len(self.buf) - self.pos < n:
+            more = self.fh.read(max(CHUNK, n))
+            if not more:
+                return False
+            self.offset += self.pos
+            self.buf = self.buf[self.pos:] + more
+            self.pos = 0
+        return True
+
+    def at(self) -> int:
+        return self.offset + self.pos
+
+
+def open_capture(path: str) -> Iterator[Packet]:
+    """Packets of one capture file, or of stdin when path is '-'."""
+    if path == "-":
+        yield from _read(sys.stdin.buffer, "<stdin>")
+        return
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise CaptureError(path, exc.strerror or str(exc)) from None
+    with fh:
+        yield from _read(fh, path)
+
+
+def read_captures(paths: Iterable[str]) -> Iterator[Packet]:
+    """Several captures merged in timestamp order."""
+    paths = list(paths)
+    if len(paths) == 1:
+        return open_capture(paths[0])
+    return heapq.merge(*(open_capture(p) for p in paths), key=lambda p: p[0])
+
+
+def _read(fh: BinaryIO, path: str) -> Iterator[Packet]:
+    head = fh.read(4)
+    if len(head) < 4:
+        raise CaptureError(path, "empty or too short to be a capture file")
+    buf = _Buffer(fh, head)
+    magic = head
+    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        yield from _read_pcap(buf, path)
+    elif magic == b"\x0a\x0d\x0d\x0a":
+        yield from _read_pcapng(buf, path)
+    else:
+        raise CaptureError(path, "not a pcap or pcapng file (unknown magic number)")
+
+
+def _read_pcap(buf: _Buffer, path: str) -> Iterator[Packet]:
+    if not buf.fill(24):
+        raise CaptureError(path, "truncated pcap file header")
+    little = buf.buf[0] in (0xD4, 0x4D)
+    nano = buf.buf[1] == 0x3C
+    e = "<" if little else ">"
+    linktype = struct.unpack_from(e + "I", buf.buf, 20)[0]
+    linktype &= 0x0FFFFFFF
+    buf.pos = 24
+    rec = struct.Struct(e + "IIII")
+    unpack = rec.unpack_from
+    scale = 1e-9 if nano else 1e-6
+    while True:
+        if not buf.fill(16):
+            if len(buf.buf) - buf.pos:
+                raise CaptureError(path, f"truncated packet header at byte {buf.at()}")
+            return
+        sec, frac, incl, _orig = unpack(buf.buf, buf.pos)
+        if incl > MAX_RECORD:
+            raise CaptureError(path, f"corrupt packet record (length {incl}) at byte {buf.at()}")
+        if not buf.fill(16 + incl):
+            raise CaptureError(path, f"truncated packet data at byte {buf.at()}")
+        start = buf.pos + 16
+        buf.pos = start + incl
+        yield sec + frac * scale, linktype, buf.buf[start:start + incl]
+
+
+def _read_pcapng(buf: _Buffer, path: str) -> Iterator[Packet]:
+    e = "<"
+    interfaces: list[tuple[int, float]] = []  # (link type, seconds per timestamp unit)
+    last_ts = 0.0
+    while True:
+        if not buf.fill(12):
+            if len(buf.buf) - buf.pos:
+                raise CaptureError(path, f"truncated block header at byte {buf.at()}")
+            return
+        raw_type = buf.buf[buf.pos:buf.pos + 4]
+        if raw_type == b"\x0a\x0d\x0d\x0a":
+            bom = buf.buf[buf.pos + 8:buf.pos + 12]
+            if bom == b"\x4d\x3c\x2b\x1a":
+                e = "<"
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                e = ">"
+            else:
+                raise CaptureError(path, f"bad pcapng byte-order magic at byte {buf.at()}")
+            interfaces = []
+        btype, blen = struct.unpack_from(e + "II", buf.buf, buf.pos)
+        if blen < 12 or blen % 4 or blen > MAX_RECORD + 64:
+            raise CaptureError(path, f"corrupt pcapng block (length {blen}) at byte {buf.at()}")
+        if not buf.fill(blen):
+            raise CaptureError(path, f"truncated pcapng block at byte {buf.at()}")
+        body = buf.pos + 8
+        end = buf.pos + blen - 4
+        data = buf.buf
+        buf.pos += blen
+        if btype == 6:  # enhanced packet block
+            iface, hi, lo, caplen = struct.unpack_from(e + "IIII", data, body)
+            if iface >= len(interfaces) or body + 20 + caplen > end:
+                raise CaptureError(path, f"corrupt enhanced packet block at byte {buf.at() - blen}")
+            linktype, unit = interfaces[iface]
+            last_ts = ((hi << 32) | lo) * unit
+            yield last_ts, linktype, data[body + 20:body + 20 + caplen]
+        elif btype == 3:  # simple packet block: interface 0, no timestamp
+            if not interfaces:
+                raise CaptureError(path, "simple packet block before any interface")
+            (orig,) = struct.unpack_from(e + "I", data, body)
+            caplen = min(orig, end - body - 4)
+            yield last_ts, interfaces[0][0], data[body + 4:body + 4 + caplen]
+        elif btype == 2:  # obsolete packet block
+            iface, _drops, hi, lo, caplen = struct.unpack_from(e + "HHIII", data, body)
+            if iface >= len(interfaces) or body + 20 + caplen > end:
+                raise CaptureError(path, f"corrupt packet block at byte {buf.at() - blen}")
+            linktype, unit = interfaces[iface]
+            last_ts = ((hi << 32) | lo) * unit
+            yield last_ts, linktype, data[body + 20:body + 20 + caplen]
+        elif btype == 1:  # interface description
+            linktype = struct.unpack_from(e + "H", data, body)[0]
+            interfaces.append((linktype, _tsresol(data, body + 8, end, e)))
+
+
+def _tsresol(data: bytes, pos: int, end: int, e: str) -> float:
+    """if_tsresol option of an interface block (default microseconds)."""
+    while pos + 4 <= end:
+        code, length = struct.unpack_from(e + "HH", data, pos)
+        if code == 0:
+            break
+        if code == 9 and length >= 1:
+            v = data[pos + 4]
+            return 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+        pos += 4 + ((length + 3) & ~3)
+    return 1e-6

@@ -1,0 +1,369 @@
+"""Content features (NSL-KDD 10-22) from the cleartext payload of interactive and login sessions.
+
+One analyzer per service family, each fed the in-order payload of one connection (bounded per
+direction) through `data()` and asked for its features once at the end through `result()`.
+Each rule is listed in docs/features.md with the evidence from the data behind it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PAYLOAD_LIMIT = 16384  # bytes per direction handed to an analyzer
+
+HOST_LOGINS = frozenset((b"root", b"admin", b"administrator", b"toor"))
+GUEST_LOGINS = frozenset((b"anonymous", b"ftp", b"guest"))
+
+# Command-stream indicators shared by telnet, rlogin, rsh and FTP.
+SYSTEM_DIRS = re.compile(rb"(?:^|[\s/=\"'])/(?:etc|bin|sbin|usr/bin|usr/sbin|dev|boot|lib|var/spool|root)\b")
+ACCESS_FILES = re.compile(rb"(?:/etc/(?:passwd|shadow|group|hosts\.equiv|sudoers)|\.rhosts|\.netrc|"
+                          rb"\.ssh/|authorized_keys|\.forward|\.login|\.cshrc|\.profile|\.bashrc)")
+PROGRAM_WORK = re.compile(rb"^\s*(?:gcc|cc|make|ld|as|chmod|chown|setuid|\./\S+)\b")
+FILE_CREATION = re.compile(rb"(?:^\s*(?:touch|mkdir|cp|mv|tee|vi|vim|ed|emacs|pico|nano)\b|[^<>&0-9]>\s*\S)")
+SHELL_START = re.compile(rb"^\s*(?:exec\s+)?(?:/bin/|/usr/bin/)?(?:sh|bash|csh|tcsh|ksh|zsh|dash)\b")
+SU_COMMAND = re.compile(rb"^\s*(?:/bin/)?su\b")
+FAILED_LOGIN = re.compile(rb"(?i)login incorrect|login failed|authentication failure|incorrect password|"
+                          rb"permission denied, please try again|access denied")
+SHELL_PROMPT = re.compile(rb"(?:[$%>#]|\w\]) ?$")
+LOGIN_PROMPT = re.compile(rb"(?i)(?:login|username|user name)\s*:\s*$")
+PASSWORD_PROMPT = re.compile(rb"(?i)password\s*:\s*$")
+
+# HTTP request indicators ("suspicious requests" of the task description).
+HTTP_SCRIPT = re.compile(rb"(?i)/cgi-bin/|/scripts/|\.(?:cgi|pl|exe|dll|bat|sh)\b|phf")
+HTTP_SYSTEM = re.compile(rb"(?i)/etc/|/bin/|passwd|cmd\.exe|\.\./|%2e%2e|/proc/self")
+HTTP_INJECTION = re.compile(rb"(?i)union(?:\s|%20|\+|/\*\*/)+select|<script|%3cscript|'\s*or\s*'?\d|"
+                            rb";\s*(?:cat|ls|id|wget|curl)\b|\$\{jndi:")
+HTTP_SLASHES = re.compile(rb"/{100,}")
+
+
+@dataclass(slots=True)
+class ContentFeatures:
+    hot: int = 0
+    num_failed_logins: int = 0
+    logged_in: int = 0
+    num_compromised: int = 0
+    root_shell: int = 0
+    su_attempted: int = 0
+    num_root: int = 0
+    num_file_creations: int = 0
+    num_shells: int = 0
+    num_access_files: int = 0
+    num_outbound_cmds: int = 0
+    is_host_login: int = 0
+    is_guest_login: int = 0
+
+    def values(self) -> tuple[int, ...]:
+        return (self.hot, self.num_failed_logins, self.logged_in, self.num_compromised,
+                self.root_shell, self.su_attempted, self.num_root, self.num_file_creations,
+                self.num_shells, self.num_access_files, self.num_outbound_cmds,
+                self.is_host_login, self.is_guest_login)
+
+
+NO_CONTENT = ContentFeatures().values()
+
+
+class Analyzer:
+    """Line-oriented base: splits each direction into lines and hands them to subclasses."""
+
+    line_ends = b"\n"
+
+    def __init__(self) -> None:
+        self.f = ContentFeatures()
+        self._pending = {True: b"", False: b""}
+        self._seen = {True: 0, False: 0}
+
+    def data(self, from_orig: bool, payload: bytes) -> None:
+        room = PAYLOAD_LIMIT - self._seen[from_orig]
+        if room <= 0 or not payload:
+            return
+        payload = self.clean(payload[:room])
+        self._seen[from_orig] += len(payload)
+        buf = self._pending[from_orig] + payload
+        parts = re.split(b"[" + re.escape(self.line_ends) + b"]", buf)
+        self._pending[from_orig] = parts.pop()
+        for line in parts:
+            self.line(from_orig, line.rstrip(b"\r"), complete=True)
+        if self._pending[from_orig]:
+            self.partial(from_orig, self._pending[from_orig])
+
+    def clean(self, payload: bytes) -> bytes:
+        return payload
+
+    def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
+        raise NotImplementedError
+
+    def partial(self, from_orig: bool, text: bytes) -> None:
+        """An unterminated tail (a prompt, usually); most protocols wait for the line end."""
+
+    def result(self) -> ContentFeatures:
+        for direction, rest in self._pending.items():
+            if rest:
+                self.line(direction, rest.rstrip(b"\r"), complete=False)
+                self._pending[direction] = b""
+        return self.f
+
+
+def command_indicators(f: ContentFeatures, cmd: bytes, as_root: bool) -> None:
+    """Indicators of one command line typed into an interactive session or FTP."""
+    if not cmd.strip():
+        return
+    if SU_COMMAND.search(cmd):
+        f.su_attempted = 1
+    if SHELL_START.search(cmd):
+        f.num_shells += 1
+    if FILE_CREATION.search(cmd):
+        f.num_file_creations += 1
+    if ACCESS_FILES.search(cmd):
+        f.num_access_files += 1
+    if SYSTEM_DIRS.search(cmd) or PROGRAM_WORK.search(cmd):
+        f.hot += 1
+    if as_root:
+        f.num_root += 1
+
+
+class InteractiveAnalyzer(Analyzer):
+    """telnet and rlogin: prompts and replies from the server, keystrokes from the client."""
+
+    line_ends = b"\r\n"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expect = b""          # b"login" or b"password" after the matching prompt
+        self.user = b""
+        self.prompted = False      # a login or password prompt has been seen
+        self.root_prompt = False
+
+    def clean(self, payload: bytes) -> bytes:
+        return strip_telnet(payload).replace(b"\x00", b"")
+
+    def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
+        if from_orig:
+            self.client_line(_apply_backspaces(line))
+        else:
+            self.server_text(line)
+
+    def partial(self, from_orig: bool, text: bytes) -> None:
+        if not from_orig:
+            self.server_prompt(text)
+
+    def client_line(self, line: bytes) -> None:
+        if self.expect == b"login":
+            self.user = line.strip().lower()
+            self.expect = b""
+            return
+        if self.expect == b"password":
+            self.expect = b""
+            return
+        if self.f.logged_in:
+            command_indicators(self.f, line, self.root_prompt)
+
+    def server_text(self, line: bytes) -> None:
+        if FAILED_LOGIN.search(line):
+            self.f.num_failed_logins += 1
+            self.f.logged_in = 0
+            return
+        if line.startswith(b"Last login") or (self.prompted and b"Welcome" in line):
+            self._logged_in()
+        self.server_prompt(line)
+
+    def server_prompt(self, text: bytes) -> None:
+        text = text.rstrip(b"\r\n")
+        if LOGIN_PROMPT.search(text):
+            self.expect, self.prompted = b"login", True
+        elif PASSWORD_PROMPT.search(text):
+            self.expect, self.prompted = b"password", True
+        elif self.prompted and SHELL_PROMPT.search(text) and len(text) < 80:
+            self._logged_in()
+            is_root = text.rstrip().endswith(b"#")
+            if is_root and not self.root_prompt:
+                self.f.root_shell = 1
+                if not self.f.su_attempted and self.user not in HOST_LOGINS:
+                    self.f.num_compromised += 1
+            self.root_prompt = is_root
+
+    def _logged_in(self) -> None:
+        if not self.f.logged_in:
+            self.f.logged_in = 1
+            if self.user in HOST_LOGINS:
+                self.f.is_host_login = 1
+            if self.user in GUEST_LOGINS:
+                self.f.is_guest_login = 1
+
+
+class RshAnalyzer(Analyzer):
+    """rsh and rexec: NUL-separated user and command, then a status byte from the server."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.user = b""
+        self.answered = False
+
+    def data(self, from_orig: bool, payload: bytes) -> None:
+        if from_orig and not self.user and b"\x00" in payload:
+            fields = [f for f in payload.split(b"\x00") if f]
+            if len(fields) >= 2:
+                self.user = fields[-3].lower() if len(fields) >= 3 else fields[0].lower()
+                command_indicators(self.f, fields[-1], self.user in HOST_LOGINS)
+            return
+        if not from_orig and not self.answered and payload:
+            self.answered = True
+            if payload[:1] == b"\x00":
+                self.f.logged_in = 1
+                self.f.is_host_login = int(self.user in HOST_LOGINS)
+            else:
+                self.f.num_failed_logins += 1
+
+    def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
+        return None
+
+
+class FtpAnalyzer(Analyzer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.user = b""
+
+    def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
+        if from_orig:
+            verb, _, arg = line.strip().partition(b" ")
+            verb = verb.upper()
+            if verb == b"USER":
+                self.user = arg.strip().lower()
+            elif verb in (b"STOR", b"STOU", b"APPE", b"MKD", b"XMKD"):
+                self.f.num_file_creations += 1
+            elif verb == b"SITE":
+                self.f.hot += 1
+            if verb not in (b"USER", b"PASS") and (SYSTEM_DIRS.search(arg) or arg.startswith(b"/etc")):
+                self.f.hot += 1
+            if ACCESS_FILES.search(arg):
+                self.f.num_access_files += 1
+            return
+        code = line[:4]
+        if code.startswith(b"230"):
+            if not self.f.logged_in:
+                self.f.logged_in = 1
+                self.f.is_guest_login = int(self.user in GUEST_LOGINS)
+                self.f.is_host_login = int(self.user in HOST_LOGINS)
+        elif code.startswith(b"530") and self.user:
+            self.f.num_failed_logins += 1
+
+
+class MailboxAnalyzer(Analyzer):
+    """POP3 and IMAP: the reply to PASS/APOP (POP3) or LOGIN/AUTHENTICATE (IMAP)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.login_tag: bytes | None = None
+
+    def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
+        if from_orig:
+            words = line.split(None, 2)
+            if not words:
+                return
+            if words[0].upper() in (b"PASS", b"APOP", b"AUTH"):
+                self.login_tag = b"+"
+            elif len(words) >= 2 and words[1].upper() in (b"LOGIN", b"AUTHENTICATE"):
+                self.login_tag = words[0]
+            return
+        if self.login_tag is None:
+            return
+        if self.login_tag == b"+":
+            ok, bad = line.startswith(b"+OK"), line.startswith(b"-ERR")
+        else:
+            if not line.startswith(self.login_tag + b" "):
+                return
+            status = line[len(self.login_tag) + 1:].split(None, 1)[:1]
+            ok, bad = status == [b"OK"], status in ([b"NO"], [b"BAD"])
+        if ok:
+            self.f.logged_in = 1
+            self.login_tag = None
+        elif bad:
+            self.f.num_failed_logins += 1
+            self.login_tag = None
+
+
+class SmtpAnalyzer(Analyzer):
+    """A session the server accepted (250 to HELO/EHLO/MAIL) is logged in; 535 is a failed AUTH."""
+
+    def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
+        if from_orig:
+            return
+        if line.startswith(b"250"):
+            self.f.logged_in = 1
+        elif line.startswith(b"535"):
+            self.f.num_failed_logins += 1
+
+
+class HttpAnalyzer(Analyzer):
+    """An answered request is a logged-in session; suspicious requests are hot."""
+
+    def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
+        if not from_orig:
+            if line.startswith(b"HTTP/") and len(line) >= 12:
+                self.f.logged_in = 1
+                if line[9:12] == b"401":
+                    self.f.num_failed_logins += 1
+            return
+        if not line[:8].split(b" ", 1)[0] in (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE",
+                                               b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT"):
+            return
+        if HTTP_SLASHES.search(line):
+            self.f.hot += 2
+            self.f.num_compromised += 1
+        if HTTP_SCRIPT.search(line):
+            self.f.hot += 1
+        if HTTP_SYSTEM.search(line):
+            self.f.hot += 1
+            if ACCESS_FILES.search(line):
+                self.f.num_access_files += 1
+        if HTTP_INJECTION.search(line):
+            self.f.hot += 1
+
+
+ANALYZERS: dict[str, type[Analyzer]] = {
+    "telnet": InteractiveAnalyzer, "login": InteractiveAnalyzer,
+    "shell": RshAnalyzer, "exec": RshAnalyzer,
+    "ftp": FtpAnalyzer,
+    "pop_3": MailboxAnalyzer, "pop_2": MailboxAnalyzer, "imap4": MailboxAnalyzer,
+    "smtp": SmtpAnalyzer,
+    "http": HttpAnalyzer, "http_8001": HttpAnalyzer, "http_2784": HttpAnalyzer,
+}
+
+
+def strip_telnet(data: bytes) -> bytes:
+    """Drop telnet option negotiation (IAC sequences); IAC IAC stands for one 0xff byte."""
+    if b"\xff" not in data:
+        return data
+    out = bytearray()
+    i, n = 0, len(data)
+    while i < n:
+        b = data[i]
+        if b != 0xFF:
+            out.append(b)
+            i += 1
+            continue
+        cmd = data[i + 1] if i + 1 < n else None
+        if cmd == 0xFF:
+            out.append(0xFF)
+            i += 2
+        elif cmd == 0xFA:  # subnegotiation up to IAC SE
+            end = data.find(b"\xff\xf0", i + 2)
+            i = n if end < 0 else end + 2
+        elif cmd is not None and 0xFB <= cmd <= 0xFE:
+            i += 3
+        else:
+            i += 2
+    return bytes(out)
+
+
+def _apply_backspaces(line: bytes) -> bytes:
+    if b"\x08" not in line and b"\x7f" not in line:
+        return line
+    out = bytearray()
+    for b in line:
+        if b in (0x08, 0x7F):
+            if out:
+                out.pop()
+        else:
+            out.append(b)
+    return bytes(out)

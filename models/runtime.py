@@ -1,0 +1,93 @@
+"""The shipped model in LiteRT: one interpreter thread, batched calls, no TensorFlow needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from feature_extractor.record import CLASSES
+from models.encoding import Encoding, EncodingMismatch
+
+MODEL_DIR = Path(__file__).resolve().parent
+DEFAULT_MODEL = MODEL_DIR / "kdd_cnn_lstm.tflite"
+
+# Ops that would need TensorFlow's Flex delegate or carry state between invoke() calls.
+FORBIDDEN_OPS = ("FlexDelegate", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE",
+                 "CALL_ONCE", "UNIDIRECTIONAL_SEQUENCE_LSTM")
+
+
+class ModelError(RuntimeError):
+    """A model file that cannot be used: missing, unreadable, or not matching the extractor."""
+
+
+def metadata_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+def _interpreter(model_path: Path, threads: int):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:
+        raise ModelError("the LiteRT runtime is missing: pip install ai-edge-litert") from exc
+    try:
+        return Interpreter(model_path=str(model_path), num_threads=threads)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{model_path}: cannot load model: {exc}") from exc
+
+
+def op_names(model_path: Path) -> list[str]:
+    interp = _interpreter(model_path, 1)
+    return sorted({op["op_name"] for op in interp._get_ops_details()})
+
+
+class Classifier:
+    """Encodes feature rows and runs them through the int8 model in batches."""
+
+    def __init__(self, model_path: Path | str = DEFAULT_MODEL, threads: int = 1):
+        self.path = Path(model_path)
+        meta_file = metadata_path(self.path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: model file not found")
+        try:
+            self.metadata = json.loads(meta_file.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"{meta_file}: model metadata not found") from None
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{meta_file}: metadata is not JSON: {exc}") from None
+        if self.metadata.get("class_names") != list(CLASSES):
+            raise ModelError(f"{meta_file}: class_names do not match {list(CLASSES)}")
+        try:
+            self.encoding = Encoding.from_metadata(self.metadata.get("encoding", {}))
+        except EncodingMismatch as exc:
+            raise ModelError(f"{meta_file}: {exc}") from None
+        self.version = str(self.metadata.get("model_version", "unknown"))
+        self._interp = _interpreter(self.path, threads)
+        self._input = self._interp.get_input_details()[0]
+        self._output = self._interp.get_output_details()[0]
+        width = int(self._input["shape"][1])
+        if width != self.encoding.width:
+            raise ModelError(f"{self.path}: model input width {width} does not match the "
+                             f"encoding's {self.encoding.width}")
+        self._batch = 0
+
+    def predict_encoded(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities for encoded rows (n, width); n may vary between calls."""
+        n = len(x)
+        if n == 0:
+            return np.zeros((0, len(CLASSES)), dtype=np.float32)
+        if n != self._batch:
+            self._interp.resize_tensor_input(self._input["index"], [n, x.shape[1], 1])
+            self._interp.allocate_tensors()
+            self._batch = n
+        self._interp.set_tensor(self._input["index"], x.reshape(n, x.shape[1], 1).astype(np.float32))
+        self._interp.invoke()
+        return self._interp.get_tensor(self._output["index"]).copy()
+
+    def predict_encoded_batched(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        out = [self.predict_encoded(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), dtype=np.float32)
+
+    def predict(self, rows: list[list], batch_size: int = 256) -> np.ndarray:
+        return self.predict_encoded_batched(self.encoding.encode(rows), batch_size)
