@@ -22,7 +22,7 @@ WELL_KNOWN = 1024
 class Timeouts:
     """Idle timeouts in seconds of packet time."""
 
-    tcp_attempt: float = 2.0     # no reply yet: a lone SYN becomes S0 after this long
+    tcp_attempt: float = 1.0     # no reply yet: a lone SYN becomes S0 after this long
     tcp_established: float = 300.0
     tcp_closed: float = 1.0      # after RST or both FINs, for the last ACKs and retransmissions
     udp: float = 10.0

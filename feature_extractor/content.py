@@ -133,6 +133,7 @@ class InteractiveAnalyzer(Analyzer):
         self.user = b""
         self.prompted = False      # a login or password prompt has been seen
         self.root_prompt = False
+        self.seen_tail = b""       # an unterminated prompt already acted on
 
     def clean(self, payload: bytes) -> bytes:
         return strip_telnet(payload).replace(b"\x00", b"")
@@ -144,7 +145,8 @@ class InteractiveAnalyzer(Analyzer):
             self.server_text(line)
 
     def partial(self, from_orig: bool, text: bytes) -> None:
-        if not from_orig:
+        if not from_orig and text != self.seen_tail:
+            self.seen_tail = text
             self.server_prompt(text)
 
     def client_line(self, line: bytes) -> None:
@@ -165,7 +167,9 @@ class InteractiveAnalyzer(Analyzer):
             return
         if line.startswith(b"Last login") or (self.prompted and b"Welcome" in line):
             self._logged_in()
-        self.server_prompt(line)
+        tail, self.seen_tail = self.seen_tail, b""
+        if not (tail and line.startswith(tail.rstrip(b"\r\n"))):
+            self.server_prompt(line)
 
     def server_prompt(self, text: bytes) -> None:
         text = text.rstrip(b"\r\n")

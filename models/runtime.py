@@ -18,6 +18,9 @@ FORBIDDEN_OPS = ("FlexDelegate", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE
                  "CALL_ONCE", "UNIDIRECTIONAL_SEQUENCE_LSTM")
 
 
+MAX_BATCH = 256
+
+
 class ModelError(RuntimeError):
     """A model file that cannot be used: missing, unreadable, or not matching the extractor."""
 
@@ -63,31 +66,44 @@ class Classifier:
         except EncodingMismatch as exc:
             raise ModelError(f"{meta_file}: {exc}") from None
         self.version = str(self.metadata.get("model_version", "unknown"))
-        self._interp = _interpreter(self.path, threads)
-        self._input = self._interp.get_input_details()[0]
-        self._output = self._interp.get_output_details()[0]
-        width = int(self._input["shape"][1])
+        self.threads = threads
+        probe = _interpreter(self.path, threads)
+        width = int(probe.get_input_details()[0]["shape"][1])
         if width != self.encoding.width:
             raise ModelError(f"{self.path}: model input width {width} does not match the "
                              f"encoding's {self.encoding.width}")
-        self._batch = 0
+        self.width = width
+        # One interpreter per power-of-two batch size: resizing reallocates every tensor.
+        self._by_batch: dict[int, tuple] = {}
+
+    def _sized(self, batch: int):
+        entry = self._by_batch.get(batch)
+        if entry is None:
+            interp = _interpreter(self.path, self.threads)
+            inp = interp.get_input_details()[0]["index"]
+            interp.resize_tensor_input(inp, [batch, self.width, 1])
+            interp.allocate_tensors()
+            entry = self._by_batch[batch] = (interp, inp, interp.get_output_details()[0]["index"])
+        return entry
 
     def predict_encoded(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities for encoded rows (n, width); n may vary between calls."""
+        """Class probabilities for encoded rows (n, width), n up to MAX_BATCH, padded to 2**k."""
         n = len(x)
         if n == 0:
             return np.zeros((0, len(CLASSES)), dtype=np.float32)
-        if n != self._batch:
-            self._interp.resize_tensor_input(self._input["index"], [n, x.shape[1], 1])
-            self._interp.allocate_tensors()
-            self._batch = n
-        self._interp.set_tensor(self._input["index"], x.reshape(n, x.shape[1], 1).astype(np.float32))
-        self._interp.invoke()
-        return self._interp.get_tensor(self._output["index"]).copy()
+        if n > MAX_BATCH:
+            return self.predict_encoded_batched(x, MAX_BATCH)
+        batch = 1 << (n - 1).bit_length()
+        interp, inp, out = self._sized(batch)
+        padded = np.zeros((batch, self.width, 1), dtype=np.float32)
+        padded[:n, :, 0] = x
+        interp.set_tensor(inp, padded)
+        interp.invoke()
+        return interp.get_tensor(out)[:n].copy()
 
-    def predict_encoded_batched(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict_encoded_batched(self, x: np.ndarray, batch_size: int = MAX_BATCH) -> np.ndarray:
         out = [self.predict_encoded(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), dtype=np.float32)
 
-    def predict(self, rows: list[list], batch_size: int = 256) -> np.ndarray:
+    def predict(self, rows: list[list], batch_size: int = MAX_BATCH) -> np.ndarray:
         return self.predict_encoded_batched(self.encoding.encode(rows), batch_size)

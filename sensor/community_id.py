@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
+import socket
 import struct
 
 # ICMP type pairs that form a request/response "flow" (the spec's port equivalents).
@@ -18,8 +18,9 @@ def community_id(src: str, dst: str, proto: int, sport: int, dport: int, seed: i
 
     For ICMP/ICMPv6, sport is the type and dport the code, as in Zeek and Suricata.
     """
-    saddr = ipaddress.ip_address(src).packed
-    daddr = ipaddress.ip_address(dst).packed
+    family = socket.AF_INET6 if ":" in src else socket.AF_INET
+    saddr = socket.inet_pton(family, src)
+    daddr = socket.inet_pton(family, dst)
     one_way = False
     if proto in (1, 58):
         table = _ICMP4 if proto == 1 else _ICMP6

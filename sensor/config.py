@@ -31,7 +31,7 @@ SCHEMA: dict[str, Any] = {
     "user": (str, ""),
     "extractor": {
         "timeouts": {
-            "tcp_attempt": (Number, 2.0),
+            "tcp_attempt": (Number, 1.0),
             "tcp_established": (Number, 300.0),
             "tcp_closed": (Number, 1.0),
             "udp": (Number, 10.0),

@@ -1,0 +1,217 @@
+"""Alerts and their wire formats: EVE JSON, syslog RFC 5424 / RFC 3164, CEF and LEEF.
+
+Signature ids (documented in the README): gid 7800, sid 7800001 DoS, 7800002 Probe,
+7800003 R2L, 7800004 U2R. Our own data sits under the top-level key `kdd`, as Suricata's
+plugins keep theirs under one key of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from feature_extractor.record import CLASSES, FEATURE_NAMES, ConnectionRecord
+from sensor.community_id import community_id
+
+GID = 7800
+VENDOR = "kdd-sensor"
+VERSION = "0.1.0"
+SD_ID = "kdd@32473"  # 32473: the enterprise number reserved for documentation (RFC 5612)
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    sid: int
+    name: str
+    category: str
+    severity: int       # EVE: 1 highest
+    syslog_severity: int  # RFC 5424 severity
+    cef_severity: int   # 0-10
+
+
+CLASS_INFO = {
+    "dos": ClassInfo(GID * 1000 + 1, "DoS", "Attempted Denial of Service", 2, 3, 7),
+    "probe": ClassInfo(GID * 1000 + 2, "Probe", "Detection of a Network Scan", 3, 4, 5),
+    "r2l": ClassInfo(GID * 1000 + 3, "R2L", "Attempted User Privilege Gain", 1, 2, 8),
+    "u2r": ClassInfo(GID * 1000 + 4, "U2R", "Attempted Administrator Privilege Gain", 1, 2, 10),
+}
+FACILITIES = {"kern": 0, "user": 1, "daemon": 3, "auth": 4, "local0": 16, "local1": 17,
+              "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23}
+
+
+@dataclass
+class Alert:
+    record: ConnectionRecord
+    attack_class: str
+    probabilities: dict[str, float]
+    model_version: str
+    pcap_filename: str | None = None
+    pcap_cnt: int | None = None
+    community_id: str = field(default="")
+
+    def __post_init__(self) -> None:
+        r = self.record
+        if not self.community_id:
+            self.community_id = community_id(r.src_ip, r.dst_ip, r.ip_proto, r.src_port,
+                                             r.dst_port)
+
+    @property
+    def info(self) -> ClassInfo:
+        return CLASS_INFO[self.attack_class]
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.attack_class]
+
+    @property
+    def flow_id(self) -> int:
+        """Stable per connection instance; below 2**53 so that every JSON reader keeps it exact."""
+        digest = hashlib.sha1(f"{self.community_id}|{self.record.ts:.6f}".encode()).digest()
+        return int.from_bytes(digest[:6], "big") + 1
+
+    def summary(self) -> str:
+        r = self.record
+        service, flag = r.features[2], r.features[3]
+        return (f"KDD-SENSOR {self.info.name} connection {r.src_ip}:{r.src_port} -> "
+                f"{r.dst_ip}:{r.dst_port} {r.proto}/{service} {flag} "
+                f"confidence {self.confidence:.2f}")
+
+
+_seconds: dict[int, str] = {}
+
+
+def eve_timestamp(ts: float) -> str:
+    """RFC 3339 with microseconds and a colon-less offset, as Suricata writes it."""
+    sec = int(ts)
+    text = _seconds.get(sec)
+    if text is None:
+        if len(_seconds) > 4096:
+            _seconds.clear()
+        text = _seconds[sec] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return "%s.%06d+0000" % (text, min(int((ts - sec) * 1e6 + 0.5), 999999))
+
+
+def to_eve(alert: Alert, host: str | None = None) -> dict:
+    r = alert.record
+    info = alert.info
+    event: dict = {
+        "timestamp": eve_timestamp(r.emit_ts),
+        "flow_id": alert.flow_id,
+        "event_type": "alert",
+        "src_ip": r.src_ip,
+        "dest_ip": r.dst_ip,
+        "proto": r.proto.upper(),
+        "community_id": alert.community_id,
+    }
+    if r.proto == "icmp":
+        event["icmp_type"], event["icmp_code"] = r.src_port, r.dst_port
+    else:
+        event["src_port"], event["dest_port"] = r.src_port, r.dst_port
+    if host:
+        event["host"] = host
+    if alert.pcap_filename is not None:
+        event["pcap_filename"] = alert.pcap_filename
+    if alert.pcap_cnt is not None:
+        event["pcap_cnt"] = alert.pcap_cnt
+    event["alert"] = {
+        "action": "allowed", "gid": GID, "signature_id": info.sid, "rev": 1,
+        "signature": f"KDD-SENSOR {info.name} connection (CNN-LSTM)",
+        "category": info.category, "severity": info.severity,
+    }
+    event["kdd"] = {
+        "class": alert.attack_class,
+        "confidence": round(alert.confidence, 4),
+        "probabilities": {k: round(v, 4) for k, v in alert.probabilities.items()},
+        "model_version": alert.model_version,
+        "conn_start": eve_timestamp(r.ts),
+        "conn_last": eve_timestamp(r.last_ts),
+        "service": r.features[2],
+        "flag": r.features[3],
+        "features": dict(zip(FEATURE_NAMES, r.features, strict=True)),
+    }
+    return event
+
+
+def eve_line(alert: Alert, host: str | None = None) -> str:
+    return json.dumps(to_eve(alert, host), separators=(",", ":"))
+
+
+def _sd_escape(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+
+
+def rfc5424(alert: Alert, facility: str = "local5", hostname: str | None = None,
+            app: str = "kdd-sensor", procid: int | None = None) -> str:
+    r = alert.record
+    pri = FACILITIES[facility] * 8 + alert.info.syslog_severity
+    stamp = datetime.fromtimestamp(r.emit_ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    params = {
+        "class": alert.attack_class, "confidence": f"{alert.confidence:.4f}",
+        "sid": alert.info.sid, "src": r.src_ip, "spt": r.src_port, "dst": r.dst_ip,
+        "dpt": r.dst_port, "proto": r.proto, "service": r.features[2], "flag": r.features[3],
+        "community_id": alert.community_id, "flow_id": alert.flow_id,
+        "model": alert.model_version,
+    }
+    sd = "[" + SD_ID + "".join(f' {k}="{_sd_escape(v)}"' for k, v in params.items()) + "]"
+    host = hostname or socket.gethostname() or "-"
+    return f"<{pri}>1 {stamp} {host} {app} {procid or '-'} ALERT {sd} {alert.summary()}"
+
+
+def rfc3164(alert: Alert, facility: str = "local5", hostname: str | None = None,
+            app: str = "kdd-sensor", procid: int | None = None) -> str:
+    pri = FACILITIES[facility] * 8 + alert.info.syslog_severity
+    when = datetime.fromtimestamp(alert.record.emit_ts, UTC)
+    stamp = f"{when:%b} {when.day:2d} {when:%H:%M:%S}"
+    tag = f"{app}[{procid}]" if procid else app
+    line = f"<{pri}>{stamp} {hostname or socket.gethostname()} {tag}: {alert.summary()} " \
+           f"community_id={alert.community_id}"
+    return line.encode()[:1024].decode("utf-8", "ignore")
+
+
+def _cef_header(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def _cef_ext(value: object) -> str:
+    return (str(value).replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+def cef(alert: Alert) -> str:
+    r = alert.record
+    info = alert.info
+    ext = {
+        "rt": int(r.emit_ts * 1000), "src": r.src_ip, "spt": r.src_port, "dst": r.dst_ip,
+        "dpt": r.dst_port, "proto": r.proto.upper(), "app": r.features[2],
+        "cs1Label": "class", "cs1": alert.attack_class,
+        "cfp1Label": "confidence", "cfp1": f"{alert.confidence:.4f}",
+        "cs2Label": "communityId", "cs2": alert.community_id,
+        "cs3Label": "modelVersion", "cs3": alert.model_version,
+        "cs4Label": "flag", "cs4": r.features[3],
+        "start": int(r.ts * 1000), "end": int(r.last_ts * 1000),
+        "in": r.features[5], "out": r.features[4],
+    }
+    header = "|".join(_cef_header(v) for v in (
+        "CEF:0", VENDOR, VENDOR, VERSION, info.sid, f"{info.name} connection", info.cef_severity))
+    return header + "|" + " ".join(f"{k}={_cef_ext(v)}" for k, v in ext.items())
+
+
+def leef(alert: Alert) -> str:
+    r = alert.record
+    fields = {
+        "devTime": int(r.emit_ts * 1000),
+        "src": r.src_ip, "srcPort": r.src_port, "dst": r.dst_ip, "dstPort": r.dst_port,
+        "proto": r.proto.upper(), "sev": alert.info.cef_severity, "cat": alert.info.category,
+        "kddClass": alert.attack_class, "confidence": f"{alert.confidence:.4f}",
+        "service": r.features[2], "flag": r.features[3], "communityId": alert.community_id,
+        "modelVersion": alert.model_version,
+    }
+    body = "\t".join(f"{k}={str(v).replace(chr(9), ' ')}" for k, v in fields.items())
+    return f"LEEF:1.0|{VENDOR}|{VENDOR}|{VERSION}|{alert.info.sid}|{body}"
+
+
+def probabilities_of(row) -> dict[str, float]:
+    return {name: float(p) for name, p in zip(CLASSES, row, strict=True)}

@@ -1,0 +1,338 @@
+"""`replay` and `run`: assemble the pipeline from the configuration and drive it.
+
+Signals (both commands): SIGTERM/SIGINT flush every open connection through the model and the
+sinks, then exit 0; SIGHUP re-opens output files; SIGUSR1 writes the counters to the log;
+SIGUSR2 reloads configuration and model (sinks, thresholds, confidences) without a restart.
+Extractor timeouts and table caps apply from the next start.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import select
+import signal
+import socket
+import sys
+import time
+
+from feature_extractor.capture_file import CaptureError, open_capture
+from feature_extractor.extractor import Extractor
+from models.runtime import DEFAULT_MODEL, Classifier, ModelError
+from sensor.config import EX_CONFIG, Config, ConfigError, load_config
+from sensor.pipeline import ConnectionLog, Pipeline
+from sensor.sinks import JournaldSink, SyslogSink, cef_sink, eve_sink
+from sensor.stats import MetricsServer, log_line, prometheus_text
+from sensor.systemd import notify, watchdog_interval
+from sensor.thresholds import AlertFilter
+
+
+def log(message: str) -> None:
+    print(f"kdd-sensor: {message}", file=sys.stderr, flush=True)
+
+
+class Signals:
+    def __init__(self) -> None:
+        self.stop = self.reopen = self.dump = self.reload = False
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reopen", True))
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "dump", True))
+        signal.signal(signal.SIGUSR2, lambda *_: setattr(self, "reload", True))
+
+    def _stop(self, *_) -> None:
+        self.stop = True
+
+
+def overrides_from(args) -> dict:
+    out: dict = {}
+    if getattr(args, "eve", None):
+        out["alerts.eve.enabled"] = True
+        out["alerts.eve.path"] = args.eve
+    if getattr(args, "syslog", None):
+        out["alerts.syslog.enabled"] = True
+        out["alerts.syslog.target"] = args.syslog
+    if getattr(args, "connections", None):
+        out["connections_log"] = args.connections
+    if getattr(args, "model", None):
+        out["model.path"] = args.model
+    if getattr(args, "interface", None):
+        out["interface"] = args.interface
+    if getattr(args, "bpf", None):
+        out["bpf"] = args.bpf
+    return out
+
+
+def build_sinks(cfg: Config, default_eve_stdout: bool) -> list:
+    a = cfg["alerts"]
+    sinks: list = []
+    host = socket.gethostname()
+    if a["eve"]["enabled"]:
+        sinks.append(eve_sink(a["eve"]["path"], host))
+    if a["cef"]["enabled"]:
+        sinks.append(cef_sink(a["cef"]["path"], a["cef"]["format"]))
+    if a["syslog"]["enabled"]:
+        s = a["syslog"]
+        try:
+            sinks.append(SyslogSink(s["target"], s["format"], s["facility"], s["spool_dir"],
+                                    s["spool_max_mb"]))
+        except OSError as exc:
+            raise ConfigError("alerts.syslog.spool_dir", f"cannot use it: {exc}") from None
+    if a["journald"]["enabled"]:
+        try:
+            sinks.append(JournaldSink())
+        except ImportError:
+            raise ConfigError("alerts.journald.enabled",
+                              "systemd-python is not installed (pip install '.[systemd]')") from None
+    if not sinks and default_eve_stdout:
+        sinks.append(eve_sink("-", host))
+    return sinks
+
+
+def build_pipeline(cfg: Config, default_eve_stdout: bool) -> Pipeline:
+    model_path = cfg["model"]["path"] or str(DEFAULT_MODEL)
+    classifier = Classifier(model_path)
+    m = cfg["model"]
+    return Pipeline(
+        Extractor(cfg.extractor_config()), classifier, dict(m["confidence"]),
+        build_sinks(cfg, default_eve_stdout),
+        AlertFilter(cfg["alerts"]["thresholds"], cfg["alerts"]["suppress"]),
+        ConnectionLog(cfg["connections_log"]) if cfg["connections_log"] else None,
+        batch_size=m["batch_size"], flush_seconds=m["flush_ms"] / 1000.0,
+        cache_size=m["cache_size"], host=socket.gethostname())
+
+
+def reload(pipeline: Pipeline, config_path: str | None, overrides: dict,
+           default_eve_stdout: bool) -> None:
+    """Swap in a new configuration and model; keep the old ones if either is bad."""
+    try:
+        cfg = load_config(config_path, overrides)
+        classifier = Classifier(cfg["model"]["path"] or str(DEFAULT_MODEL))
+        sinks = build_sinks(cfg, default_eve_stdout)
+    except (ConfigError, ModelError) as exc:
+        log(f"reload failed, keeping the running configuration: {exc}")
+        return
+    for sink in pipeline.sinks:
+        sink.close()
+    pipeline.classifier = classifier
+    pipeline.cache.clear()
+    pipeline.sinks = sinks
+    pipeline.confidence = dict(cfg["model"]["confidence"])
+    pipeline.filter = AlertFilter(cfg["alerts"]["thresholds"], cfg["alerts"]["suppress"])
+    log(f"reloaded configuration and model {classifier.path} (version {classifier.version})")
+
+
+def _setup(args, default_eve_stdout: bool) -> tuple[Config, dict, Pipeline] | int:
+    overrides = overrides_from(args)
+    try:
+        cfg = load_config(args.config, overrides)
+        pipeline = build_pipeline(cfg, default_eve_stdout)
+    except ConfigError as exc:
+        log(str(exc))
+        return EX_CONFIG
+    except ModelError as exc:
+        log(f"error: {exc}")
+        return EX_CONFIG
+    except OSError as exc:
+        log(f"error: {exc}")
+        return 1
+    return cfg, overrides, pipeline
+
+
+def _operate(sig: Signals, pipeline: Pipeline, args, overrides: dict, default_eve: bool,
+             capture_stats=None) -> None:
+    if sig.reopen:
+        sig.reopen = False
+        pipeline.reopen()
+    if sig.dump:
+        sig.dump = False
+        log(log_line(pipeline.stats(), capture_stats() if capture_stats else None))
+    if sig.reload:
+        sig.reload = False
+        reload(pipeline, args.config, overrides, default_eve)
+
+
+# -- replay ------------------------------------------------------------------------------------
+
+
+def replay_command(args) -> int:
+    setup = _setup(args, default_eve_stdout=True)
+    if isinstance(setup, int):
+        return setup
+    cfg, overrides, pipeline = setup
+    sig = Signals()
+    progress = Progress(args.files) if sys.stderr.isatty() and not args.no_progress else None
+    started = time.perf_counter()
+    status = 0
+    first_ts = None
+    recorded = args.speed == "recorded"
+    wall0 = None
+    try:
+        for path in args.files:
+            pipeline.pcap_filename = path
+            for ts, linktype, frame in open_capture(path):
+                if first_ts is None:
+                    first_ts = ts
+                    wall0 = time.monotonic()
+                if recorded:
+                    delay = (ts - first_ts) - (time.monotonic() - wall0)
+                    if delay > 0:
+                        time.sleep(delay)
+                        pipeline.tick()
+                pipeline.packet(ts, linktype, frame)
+                if pipeline.packets & 0x3FF == 0:
+                    if progress:
+                        progress.update(pipeline)
+                    pipeline.tick()
+                    _operate(sig, pipeline, args, overrides, True)
+                    if sig.stop:
+                        break
+            if sig.stop:
+                break
+    except CaptureError as exc:
+        log(f"error: {exc}")
+        status = 1
+    pipeline.finish()
+    pipeline.close()
+    if progress:
+        progress.clear()
+    elapsed = time.perf_counter() - started
+    print(summary_table(pipeline, elapsed, first_ts), file=sys.stderr)
+    return status
+
+
+class Progress:
+    """A one-line progress bar on the terminal, by bytes of capture read."""
+
+    def __init__(self, files: list[str]):
+        self.total = sum(os.path.getsize(f) for f in files if f != "-" and os.path.isfile(f))
+        self.done = 0
+        self.last = 0.0
+        self.started = time.monotonic()
+
+    def update(self, pipeline: Pipeline) -> None:
+        self.done = pipeline.extractor.bytes + 16 * pipeline.packets
+        now = time.monotonic()
+        if now - self.last < 0.25:
+            return
+        self.last = now
+        share = min(1.0, self.done / self.total) if self.total else 0.0
+        bar = "#" * int(share * 30)
+        rate = pipeline.packets / max(now - self.started, 1e-9)
+        sys.stderr.write(f"\r[{bar:<30}] {share:4.0%} {pipeline.packets:,} packets "
+                         f"{sum(pipeline.alerts.values()):,} alerts {rate:,.0f} pkt/s ")
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        sys.stderr.write("\r" + " " * 100 + "\r")
+
+
+def summary_table(pipeline: Pipeline, elapsed: float, first_ts: float | None) -> str:
+    s = pipeline.stats()
+    rows = [("packets", f"{s['packets']:,}")]
+    skipped = sum(s["decode_errors"].values())
+    if skipped:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(s["decode_errors"].items(),
+                                                          key=lambda kv: -kv[1]))
+        rows.append(("skipped packets", f"{skipped:,} ({kinds})"))
+    records = sum(s["records"].values())
+    rows.append(("connections", f"{records:,} (" + ", ".join(
+        f"{k} {v:,}" for k, v in sorted(s["records"].items())) + ")"))
+    rows.append(("predicted", ", ".join(
+        f"{c} {s['predicted'].get(c, 0):,}" for c in ("normal", "dos", "probe", "r2l", "u2r"))))
+    rows.append(("alerts", f"{sum(s['alerts'].values()):,} (" + ", ".join(
+        f"{k} {v:,}" for k, v in sorted(s["alerts"].items())) + ")"))
+    held = sum(s["suppressed"].values()) + sum(s["thresholded"].values())
+    if held:
+        rows.append(("suppressed/thresholded", f"{held:,}"))
+    if s["connections_evicted"]:
+        rows.append(("evicted connections", f"{s['connections_evicted']:,}"))
+    if first_ts is not None and pipeline.first_alert_ts:
+        rows.append(("first alert (capture time)", ", ".join(
+            f"{k} +{v - first_ts:.2f} s" for k, v in sorted(pipeline.first_alert_ts.items()))))
+    rate = s["packets"] / elapsed if elapsed > 0 else 0.0
+    rows.append(("throughput", f"{rate:,.0f} packets/s, {records / max(elapsed, 1e-9):,.0f} "
+                               f"connections/s ({elapsed:.2f} s)"))
+    width = max(len(k) for k, _ in rows)
+    return "kdd-sensor replay summary\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+# -- live ----------------------------------------------------------------------------------------
+
+
+def drop_privileges(user: str) -> None:
+    """After the capture socket is open: become `user`, with its group and no others."""
+    if os.geteuid() != 0 or not user:
+        return
+    entry = pwd.getpwnam(user)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    log(f"running as {user} ({entry.pw_uid}:{grp.getgrgid(entry.pw_gid).gr_name})")
+
+
+def run_command(args) -> int:
+    from sensor.capture import CaptureOpenError, LiveCapture
+
+    setup = _setup(args, default_eve_stdout=False)
+    if isinstance(setup, int):
+        return setup
+    cfg, overrides, pipeline = setup
+    if not pipeline.sinks:
+        log("no alert sink enabled; alerts go to EVE on stdout")
+        pipeline.sinks.append(eve_sink("-", socket.gethostname()))
+    try:
+        cap = LiveCapture(cfg["interface"], cfg["bpf"], cfg["snaplen"], cfg["buffer_mb"],
+                          cfg["promiscuous"])
+    except CaptureOpenError as exc:
+        log(f"error: cannot open capture: {exc}")
+        return 1
+    try:
+        drop_privileges(cfg["user"])
+    except (KeyError, PermissionError) as exc:
+        log(f"config error: user: cannot switch to {cfg['user']!r}: {exc}")
+        return EX_CONFIG
+    metrics = MetricsServer(cfg["stats"]["prometheus"]) if cfg["stats"]["prometheus"] else None
+    sig = Signals()
+    notify("READY=1")
+    log(f"capturing on {cfg['interface']} (link type {cap.linktype}), "
+        f"model {pipeline.classifier.version}")
+    watchdog = watchdog_interval()
+    next_watchdog = next_status = next_stats = time.monotonic()
+    stats_every = cfg["stats"]["interval"]
+    fd = cap.fileno()
+    linktype = cap.linktype
+    while not sig.stop:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            for ts, frame in cap.read():
+                pipeline.packet(ts, linktype, frame)
+        pipeline.tick(time.time())
+        now = time.monotonic()
+        if watchdog and now >= next_watchdog:
+            notify("WATCHDOG=1")
+            next_watchdog = now + watchdog
+        if now >= next_status:
+            s = pipeline.stats()
+            notify(f"STATUS=packets {s['packets']}, active {s['connections_active']}, "
+                   f"alerts {sum(s['alerts'].values())}, "
+                   f"kernel drops {cap.stats()['kernel_dropped']}")
+            if metrics:
+                metrics.update(prometheus_text(s, cap.stats()))
+            next_status = now + 2.0
+        if stats_every and now >= next_stats:
+            if next_stats != now:
+                log(log_line(pipeline.stats(), cap.stats()))
+            next_stats = now + stats_every
+        _operate(sig, pipeline, args, overrides, False, cap.stats)
+    notify("STOPPING=1")
+    for ts, frame in cap.read():
+        pipeline.packet(ts, linktype, frame)
+    pipeline.finish()
+    log(log_line(pipeline.stats(), cap.stats()))
+    pipeline.close()
+    cap.close()
+    if metrics:
+        metrics.close()
+    return 0

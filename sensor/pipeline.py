@@ -1,0 +1,205 @@
+"""The sensor's data flow, one way:
+
+    packets -> Extractor (decode, connections, windows) -> ConnectionRecord
+            -> batch -> Encoding -> cache / LiteRT model -> class probabilities
+            -> connection log, and for attacks above their confidence:
+            -> AlertFilter (thresholds, suppression) -> sinks (EVE, syslog, CEF/LEEF, journald)
+
+Live capture and replay both feed `packet()`; live capture also calls `tick()` when idle.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, OrderedDict
+from typing import TextIO
+
+import numpy as np
+
+from feature_extractor.extractor import Extractor
+from feature_extractor.record import CLASSES, FEATURE_NAMES, ConnectionRecord, format_features
+from models.runtime import Classifier
+from sensor.alerts import Alert, probabilities_of
+from sensor.thresholds import AlertFilter
+
+CONNECTION_LOG_HEADER = ",".join(
+    ("ts", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "service", "flag",
+     "predicted_class", "confidence") + FEATURE_NAMES)
+
+
+class ConnectionLog:
+    """Every connection with its prediction, for offline analysis and scoring."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fh: TextIO = open(path, "a", encoding="utf-8")
+        if self.fh.tell() == 0:
+            self.fh.write(CONNECTION_LOG_HEADER + "\n")
+
+    def write(self, r: ConnectionRecord, cls: str, confidence: float) -> None:
+        self.fh.write("%s,%s,%s,%s,%.4f,%s\n" % (
+            r.meta_prefix(), r.features[2], r.features[3], cls, confidence,
+            format_features(r.features)))
+
+    def reopen(self) -> None:
+        self.fh.close()
+        self.fh = open(self.path, "a", encoding="utf-8")
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class Pipeline:
+    def __init__(self, extractor: Extractor, classifier: Classifier, confidence: dict[str, float],
+                 sinks: list, alert_filter: AlertFilter, connection_log: ConnectionLog | None,
+                 batch_size: int = 256, flush_seconds: float = 0.2, cache_size: int = 65536,
+                 host: str | None = None):
+        self.extractor = extractor
+        self.classifier = classifier
+        self.confidence = confidence
+        self.sinks = sinks
+        self.filter = alert_filter
+        self.connection_log = connection_log
+        self.batch_size = batch_size
+        self.flush_seconds = flush_seconds
+        self.cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.cache_size = cache_size
+        self.host = host
+        self.pcap_filename: str | None = None
+        self.pending: list[tuple[ConnectionRecord, int | None]] = []
+        self.pending_since = 0.0
+        self.packets = 0
+        self.by_class: Counter = Counter()
+        self.alerts: Counter = Counter()
+        self.batches = 0
+        self.inference_seconds = 0.0
+        self.inference_max = 0.0
+        self.cache_hits = 0
+        self.first_alert_ts: dict[str, float] = {}
+
+    # -- input --------------------------------------------------------------------------------
+
+    def packet(self, ts: float, linktype: int, frame: bytes) -> None:
+        self.packets += 1
+        ex = self.extractor
+        ex.packet(ts, linktype, frame)
+        if ex.records:
+            self._collect()
+
+    def tick(self, now_packet_time: float | None = None) -> None:
+        """Idle work: move packet time on (live), flush a batch held too long, service sinks."""
+        if now_packet_time is not None:
+            self.extractor.advance(now_packet_time)
+            if self.extractor.records:
+                self._collect()
+        if self.pending and time.monotonic() - self.pending_since >= self.flush_seconds:
+            self.flush()
+        for sink in self.sinks:
+            sink.tick()
+
+    def finish(self) -> None:
+        """End of input or shutdown: every open connection through the model and the sinks."""
+        self.extractor.finish()
+        self._collect()
+        self.flush()
+        for sink in self.sinks:
+            sink.tick()
+
+    def _collect(self) -> None:
+        if not self.pending:
+            self.pending_since = time.monotonic()
+        cnt = self.packets
+        self.pending.extend((r, cnt) for r in self.extractor.drain())
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+        elif time.monotonic() - self.pending_since >= self.flush_seconds:
+            self.flush()
+
+    # -- classification -----------------------------------------------------------------------
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for i in range(0, len(pending), self.batch_size):
+            self._classify(pending[i:i + self.batch_size])
+
+    def _classify(self, batch: list[tuple[ConnectionRecord, int | None]]) -> None:
+        x = self.classifier.encoding.encode([r.features for r, _ in batch])
+        keys = [row.tobytes() for row in x]
+        probs = np.empty((len(batch), len(CLASSES)), dtype=np.float32)
+        misses = []
+        cache = self.cache
+        for i, key in enumerate(keys):
+            hit = cache.get(key)
+            if hit is None:
+                misses.append(i)
+            else:
+                probs[i] = hit
+        self.cache_hits += len(batch) - len(misses)
+        if misses:
+            started = time.perf_counter()
+            out = self.classifier.predict_encoded(x[misses])
+            took = time.perf_counter() - started
+            self.batches += 1
+            self.inference_seconds += took
+            self.inference_max = max(self.inference_max, took)
+            for j, i in enumerate(misses):
+                probs[i] = out[j]
+                cache[keys[i]] = out[j]
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+        winners = probs.argmax(axis=1).tolist()
+        rows = probs.tolist()
+        log = self.connection_log
+        for (record, pcap_cnt), row, k in zip(batch, rows, winners, strict=True):
+            cls = CLASSES[k]
+            self.by_class[cls] += 1
+            if log is not None:
+                log.write(record, cls, row[k])
+            if k and row[k] >= self.confidence[cls]:
+                self._alert(Alert(record, cls, probabilities_of(row), self.classifier.version,
+                                  self.pcap_filename, pcap_cnt if self.pcap_filename else None))
+
+    def _alert(self, alert: Alert) -> None:
+        if not self.filter.allow(alert):
+            return
+        self.alerts[alert.attack_class] += 1
+        self.first_alert_ts.setdefault(alert.attack_class, alert.record.emit_ts)
+        for sink in self.sinks:
+            sink.emit(alert)
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def reopen(self) -> None:
+        for sink in self.sinks:
+            sink.reopen()
+        if self.connection_log is not None:
+            self.connection_log.reopen()
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        if self.connection_log is not None:
+            self.connection_log.close()
+
+    def stats(self) -> dict:
+        ex = self.extractor
+        out = {
+            "packets": self.packets,
+            "decode_errors": dict(ex.skipped),
+            "connections_active": len(ex.table),
+            "connections_expired": dict(ex.table.expired),
+            "connections_evicted": ex.table.evicted,
+            "records": dict(ex.connections),
+            "predicted": dict(self.by_class),
+            "alerts": dict(self.alerts),
+            "suppressed": dict(self.filter.suppressed),
+            "thresholded": dict(self.filter.thresholded),
+            "inference_batches": self.batches,
+            "inference_seconds": round(self.inference_seconds, 4),
+            "inference_max_ms": round(self.inference_max * 1000, 3),
+            "cache_hits": self.cache_hits,
+            "fragments": dict(ex.fragments.stats),
+        }
+        for sink in self.sinks:
+            out[f"sink_{getattr(sink, 'name', type(sink).__name__)}"] = sink.stats()
+        return out

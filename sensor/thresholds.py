@@ -1,0 +1,72 @@
+"""Alert volume control with Suricata's semantics, in packet time.
+
+- suppress: drop alerts whose source, destination or either address is in a CIDR.
+- limit: at most `count` alerts per `seconds` per tracked key.
+- threshold: an alert on every `count`-th event within `seconds`.
+- both: one alert per `seconds`, once `count` events have been seen within it.
+The first rule whose class matches decides; alerts no rule matches pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter, OrderedDict
+
+from sensor.alerts import Alert
+
+MAX_TRACKED = 100_000
+
+
+class AlertFilter:
+    def __init__(self, thresholds: list[dict], suppress: list[dict]):
+        self.thresholds = thresholds
+        self.suppress = [(ipaddress.ip_network(str(r["cidr"]), strict=False),
+                          r.get("track", "by_either"), r.get("class", "any")) for r in suppress]
+        self.state: OrderedDict = OrderedDict()  # (rule, key) -> [window start, events, alerts]
+        self.suppressed: Counter = Counter()      # by class
+        self.thresholded: Counter = Counter()
+
+    def allow(self, alert: Alert) -> bool:
+        cls = alert.attack_class
+        r = alert.record
+        if self.suppress:
+            src, dst = ipaddress.ip_address(r.src_ip), ipaddress.ip_address(r.dst_ip)
+            for net, track, rule_class in self.suppress:
+                if rule_class not in ("any", cls):
+                    continue
+                hit_src = src.version == net.version and src in net
+                hit_dst = dst.version == net.version and dst in net
+                if (track == "by_src" and hit_src) or (track == "by_dst" and hit_dst) or (
+                        track == "by_either" and (hit_src or hit_dst)):
+                    self.suppressed[cls] += 1
+                    return False
+        for i, rule in enumerate(self.thresholds):
+            if rule.get("class", "any") not in ("any", cls):
+                continue
+            if self._rule_allows(i, rule, r.src_ip, r.dst_ip, r.emit_ts):
+                return True
+            self.thresholded[cls] += 1
+            return False
+        return True
+
+    def _rule_allows(self, i: int, rule: dict, src: str, dst: str, now: float) -> bool:
+        track = rule["track"]
+        key = (i, src if track == "by_src" else dst if track == "by_dst" else (src, dst))
+        st = self.state.get(key)
+        if st is None or now - st[0] >= rule["seconds"]:
+            st = [now, 0, 0]
+            self.state[key] = st
+            if len(self.state) > MAX_TRACKED:
+                self.state.popitem(last=False)
+        st[1] += 1
+        count = rule["count"]
+        kind = rule["type"]
+        if kind == "limit":
+            allowed = st[1] <= count
+        elif kind == "threshold":
+            allowed = st[1] % count == 0
+        else:  # both
+            allowed = st[1] >= count and st[2] == 0
+        if allowed:
+            st[2] += 1
+        return allowed

@@ -1,0 +1,162 @@
+"""Hand-computed features for the synthetic captures (pcaps/generate.py builds them).
+
+Each expected value comes from the rule in docs/features.md applied by hand to the packets the
+generator writes; the comment says why.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import SYNTHETIC, extract_file
+
+
+def by_port(rows: list[dict], key: str = "dst_port") -> dict:
+    return {r[key]: r for r in rows}
+
+
+def test_all_thirteen_flags():
+    rows, _ = extract_file(SYNTHETIC / "flags.pcap")
+    flags = {port: r["flag"] for port, r in by_port(rows).items()}
+    # Port 1000+i carries scenario i of flags_capture(), each a Zeek conn_state by definition.
+    assert flags == {
+        1001: "S0",      # SYN, nothing back
+        1002: "REJ",     # SYN answered by RST
+        1003: "SF",      # handshake, data, FIN both ways
+        1004: "S1",      # established, never closed
+        1005: "S2",      # established, only the originator's FIN
+        1006: "S3",      # established, only the responder's FIN
+        1007: "RSTO",    # established, originator RST
+        1008: "RSTR",    # established, responder RST
+        1009: "RSTOS0",  # SYN then originator RST, no SYN-ACK
+        1010: "RSTRH",   # SYN-ACK then responder RST, no SYN seen
+        1011: "SH",      # SYN then originator FIN, no SYN-ACK
+        1012: "SHR",     # SYN-ACK then responder FIN, no SYN seen
+        1013: "OTH",     # midstream data, no SYN or FIN
+    }
+    for r in rows:
+        assert r["src_ip"] == "192.0.2.10", "originator is the SYN sender, or SYN-ACK receiver"
+        assert r["service"] == "private"  # unknown ports below 1024
+
+
+def test_flag_bytes_are_payload_bytes():
+    rows = by_port(extract_file(SYNTHETIC / "flags.pcap")[0])
+    assert (rows[1001]["src_bytes"], rows[1001]["dst_bytes"]) == (0, 0)  # a SYN carries no data
+    assert (rows[1003]["src_bytes"], rows[1003]["dst_bytes"]) == (5, 6)  # b"hello", b"world!"
+    assert (rows[1013]["src_bytes"], rows[1013]["dst_bytes"]) == (13, 5)  # "midstream"+"more"
+
+
+def test_retransmission_counts_once():
+    (row,), _ = extract_file(SYNTHETIC / "bytes.pcap")
+    # 100 bytes, the same 100 again (retransmitted), then 50: sequence space covers 150.
+    assert (row["src_bytes"], row["dst_bytes"]) == (150, 300)
+    assert (row["service"], row["flag"]) == ("http", "SF")
+
+
+@pytest.mark.parametrize("name", ["frag_inorder.pcap", "frag_reversed.pcap"])
+def test_fragments_reassembled_in_any_order(name):
+    (row,), ex = extract_file(SYNTHETIC / name)
+    # One 3000-byte UDP payload cut into three fragments; reassembled, nothing wrong.
+    assert (row["protocol_type"], row["src_bytes"], row["wrong_fragment"]) == ("udp", 3000, 0)
+    assert ex.fragments.stats["reassembled"] == 1
+
+
+def test_teardrop_overlap():
+    (row,), ex = extract_file(SYNTHETIC / "frag_overlap.pcap")
+    # Second fragment (offset 24, 4 bytes) lies inside the first (36 bytes): overlap scores 3 as
+    # NSL-KDD's teardrop rows show; the UDP length field says 36, so 28 payload bytes.
+    assert (row["service"], row["src_bytes"], row["wrong_fragment"]) == ("private", 28, 3)
+    assert ex.fragments.stats["bad_fragments"] == 1
+
+
+def test_ping_of_death_oversize():
+    (row,), _ = extract_file(SYNTHETIC / "frag_oversize.pcap")
+    # 46 fragments of 1480 bytes reach 68,080 bytes, past 65,535: scored 1, reported from the
+    # first fragment (ICMP message of 1480 bytes), as the data's pod rows show.
+    assert (row["service"], row["src_bytes"], row["wrong_fragment"]) == ("eco_i", 1480, 1)
+
+
+def test_land():
+    (row,), _ = extract_file(SYNTHETIC / "land.pcap")
+    # Same address and port on both ends; finger port, lone SYN.
+    assert (row["land"], row["service"], row["flag"]) == (1, "finger", "S0")
+
+
+def test_urgent_counts_urg_packets():
+    (row,), _ = extract_file(SYNTHETIC / "urgent.pcap")
+    assert row["urgent"] == 2  # two segments with URG set
+    assert (row["src_bytes"], row["service"]) == (2, "telnet")
+
+
+def test_two_second_and_host_windows():
+    rows, _ = extract_file(SYNTHETIC / "windows.pcap")
+    t = {round(r["ts"] - rows[0]["ts"], 1): r for r in rows}
+    # Echo requests to S(erver) at 0.0, 0.5, 2.2, 2.6, 4.5 and to O(ther) at 1.0; a REJ to S:80
+    # at 3.0 and a lone SYN to S:81 at 3.2 (both finished at 4.5, when the next packet moves time).
+    assert (t[0.0]["count"], t[0.0]["srv_count"]) == (1, 1)   # counts itself
+    assert (t[0.5]["count"], t[0.5]["srv_count"]) == (2, 2)
+    o = t[1.0]
+    assert (o["count"], o["srv_count"]) == (1, 3)              # only echo to O; 3 echoes
+    assert o["srv_diff_host_rate"] == pytest.approx(2 / 3)     # two of the three went to S
+    assert (t[2.2]["count"], t[2.2]["srv_count"]) == (2, 3)    # 0.0 evicted (older than 2 s)
+    assert (t[2.6]["count"], t[2.6]["srv_count"]) == (2, 3)    # 0.5 evicted too
+    rej = t[3.0]
+    assert (rej["flag"], rej["service"], rej["count"], rej["srv_count"]) == ("REJ", "http", 2, 1)
+    assert (rej["rerror_rate"], rej["srv_rerror_rate"], rej["same_srv_rate"]) == (0.5, 1.0, 0.5)
+    s0 = t[3.2]
+    assert (s0["flag"], s0["service"], s0["count"]) == ("S0", "private", 3)
+    assert s0["serror_rate"] == pytest.approx(1 / 3) and s0["rerror_rate"] == pytest.approx(1 / 3)
+    last = t[4.5]
+    # In the 2 s before 4.5: echo 2.6, REJ, S0, itself -> 4 to S, 2 of them echoes.
+    assert (last["count"], last["srv_count"]) == (4, 2)
+    assert (last["serror_rate"], last["rerror_rate"], last["same_srv_rate"]) == (0.25, 0.25, 0.5)
+    # Host window: all 7 connections to S; service window: all 6 echoes (one to O).
+    assert (last["dst_host_count"], last["dst_host_srv_count"]) == (7, 6)
+    assert last["dst_host_same_srv_rate"] == pytest.approx(5 / 7)
+    assert last["dst_host_diff_srv_rate"] == pytest.approx(2 / 7)
+    assert last["dst_host_same_src_port_rate"] == pytest.approx(5 / 7)  # echo "port" = type 8
+    assert last["dst_host_srv_diff_host_rate"] == pytest.approx(1 / 6)
+    assert last["dst_host_serror_rate"] == pytest.approx(1 / 7)
+    assert last["dst_host_rerror_rate"] == pytest.approx(1 / 7)
+    assert (last["dst_host_srv_serror_rate"], last["dst_host_srv_rerror_rate"]) == (0, 0)
+
+
+def test_count_caps():
+    rows, _ = extract_file(SYNTHETIC / "caps.pcap")
+    # 600 echoes to one host, 2 ms apart: all within 2 s, so the true count reaches 600.
+    assert len(rows) == 600
+    assert (rows[510]["count"], rows[511]["count"], rows[-1]["count"]) == (511, 511, 511)
+    assert rows[-1]["srv_count"] == 511
+    assert (rows[254]["dst_host_count"], rows[-1]["dst_host_count"]) == (255, 255)
+    assert rows[253]["dst_host_count"] == 254
+    assert rows[-1]["dst_host_srv_count"] == 255
+
+
+CONTENT_FIELDS = ("hot", "num_failed_logins", "logged_in", "num_compromised", "root_shell",
+                  "su_attempted", "num_root", "num_file_creations", "num_shells",
+                  "num_access_files", "num_outbound_cmds", "is_host_login", "is_guest_login")
+
+
+def content(row: dict) -> dict:
+    return {k: row[k] for k in CONTENT_FIELDS if row[k]}
+
+
+def test_content_features():
+    rows = by_port(extract_file(SYNTHETIC / "content.pcap")[0], key="src_port")
+    # telnet: login as alice, `touch notes.txt` (file creation), `cat /etc/passwd` (access file,
+    # system directory: hot), `su -` (su attempt), root prompt (root shell), `/bin/sh` as root
+    # (a shell, a system directory: hot, a root command), `exit` as root (a root command).
+    assert content(rows[43001]) == {"logged_in": 1, "num_file_creations": 1,
+                                    "num_access_files": 1, "hot": 2, "su_attempted": 1,
+                                    "root_shell": 1, "num_shells": 1, "num_root": 2}
+    assert content(rows[43002]) == {"num_failed_logins": 1}        # "Login incorrect"
+    assert content(rows[43003]) == {"logged_in": 1, "is_guest_login": 1}  # anonymous, 230
+    assert content(rows[43004]) == {"num_failed_logins": 1}        # 530
+    assert content(rows[43005]) == {"logged_in": 1, "num_file_creations": 1}  # STOR
+    assert content(rows[43006]) == {"logged_in": 1}                # +OK to PASS
+    assert content(rows[43007]) == {"num_failed_logins": 1}        # -ERR to PASS
+    assert content(rows[43008]) == {"logged_in": 1}                # 250 to HELO
+    assert content(rows[43009]) == {"logged_in": 1}                # answered request
+    # phf: a CGI script (hot) reaching /bin and /etc/passwd (hot, an access file).
+    assert content(rows[43010]) == {"logged_in": 1, "hot": 2, "num_access_files": 1}
+    assert all(r["num_outbound_cmds"] == 0 for r in rows.values())  # 0 in every NSL-KDD row
