@@ -34,7 +34,7 @@ class Connection:
         "orig_state", "resp_state", "orig_syn", "resp_synack", "orig_bytes", "resp_bytes",
         "orig_base", "resp_base", "orig_next", "resp_next", "urgent", "wrong_fragment",
         "orig_pkts", "resp_pkts", "orig_frame_bytes", "resp_frame_bytes", "service",
-        "analyzer", "queue", "version",
+        "analyzer", "queue", "version", "role_swap",
     )
 
     def __init__(self, key, proto, orig_addr, orig_port, resp_addr, resp_port, ts, service,
@@ -57,6 +57,7 @@ class Connection:
         self.analyzer: Analyzer | None = analyzer_cls() if analyzer_cls else None
         self.queue = None
         self.version = version
+        self.role_swap = False  # recorded from the responder's side (passive FTP data)
 
     def tcp_flag(self) -> str:
         """The KDD flag from the two endpoint states (Zeek's conn_state)."""

@@ -222,10 +222,17 @@ class RshAnalyzer(Analyzer):
         return None
 
 
+PASV_REPLY = re.compile(rb"^227 .*?(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
+EPSV_REPLY = re.compile(rb"^229 .*?\(\|\|\|(\d+)\|\)")
+
+
 class FtpAnalyzer(Analyzer):
+    """Logins, file creations and access files; announces passive-mode data endpoints."""
+
     def __init__(self) -> None:
         super().__init__()
         self.user = b""
+        self.expected: list[tuple[bytes | None, int]] = []  # (IPv4 address or None, port)
 
     def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
         if from_orig:
@@ -243,6 +250,14 @@ class FtpAnalyzer(Analyzer):
                 self.f.num_access_files += 1
             return
         code = line[:4]
+        m = PASV_REPLY.match(line) or EPSV_REPLY.match(line)
+        if m:
+            if len(m.groups()) == 6:
+                h = [int(x) for x in m.groups()]
+                if all(v < 256 for v in h):
+                    self.expected.append((bytes(h[:4]), h[4] * 256 + h[5]))
+            elif int(m.group(1)) < 65536:
+                self.expected.append((None, int(m.group(1))))
         if code.startswith(b"230"):
             if not self.f.logged_in:
                 self.f.logged_in = 1

@@ -25,6 +25,8 @@ from feature_extractor.windows import TrafficWindows
 
 SWEEP_INTERVAL = 0.1
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
+SWAPPED_FLAGS = {"RSTO": "RSTR", "RSTR": "RSTO", "S2": "S3", "S3": "S2", "SH": "SHR",
+                 "SHR": "SH", "RSTOS0": "RSTRH", "RSTRH": "RSTOS0"}
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Extractor:
                                      self.config.fragment_timeout)
         self.windows = TrafficWindows(self.config.max_window_hosts)
         self.ftp_sessions: OrderedDict = OrderedDict()  # (client, server) -> control connection
+        self.ftp_expected: OrderedDict = OrderedDict()  # (server, port) -> time announced
         self.records: list[ConnectionRecord] = []
         self.skipped: Counter = Counter()
         self.packets = 0
@@ -109,6 +112,8 @@ class Extractor:
                 table.place(c, table.established)
             else:
                 table.place(c, table.attempt)
+            if c.analyzer is not None and c.service == "ftp" and c.analyzer.expected:
+                self._expect_ftp_data(c, ts)
         else:
             if from_orig:
                 c.orig_bytes += seg.length
@@ -142,8 +147,12 @@ class Extractor:
             flip = _is_service_port(proto, sport) and not _is_service_port(proto, dport)
         if flip:
             src, dst, sport, dport = dst, src, dport, sport
-        c = Connection(key, proto, src, sport, dst, dport, ts, port_service(proto, dport, sport),
-                       d.version)
+        service = port_service(proto, dport, sport)
+        passive = bool(self.ftp_expected) and self.ftp_expected.pop((dst, dport), None) is not None
+        if passive:
+            service = "ftp_data"  # a passive-mode data connection the control channel announced
+        c = Connection(key, proto, src, sport, dst, dport, ts, service, d.version)
+        c.role_swap = passive
         if c.service == "ftp":
             self.ftp_sessions[(src, dst)] = c
             if len(self.ftp_sessions) > 4096:
@@ -153,6 +162,13 @@ class Extractor:
         if victim is not None:
             self._finish(victim)
         return c
+
+    def _expect_ftp_data(self, c: Connection, ts: float) -> None:
+        for addr, port in c.analyzer.expected:
+            self.ftp_expected[(addr if addr and c.version == 4 else c.resp_addr, port)] = ts
+        c.analyzer.expected.clear()
+        while len(self.ftp_expected) > 4096:
+            self.ftp_expected.popitem(last=False)
 
     def _sweep(self, now: float) -> None:
         self.next_sweep = now + SWEEP_INTERVAL
@@ -167,6 +183,16 @@ class Extractor:
         if c.service == "ftp_data" and not content[2] and self._ftp_logged_in(c):
             content = content[:2] + (1,) + content[3:]
         land = int(c.orig_addr == c.resp_addr and c.orig_port == c.resp_port)
+        if c.role_swap:
+            # NSL-KDD's ftp_data is active mode: the server opens it and the file is src_bytes.
+            # A passive-mode data connection is recorded as that active-mode connection would be.
+            basic = [int(c.last - c.start), PROTO_NAMES[proto], c.service,
+                     SWAPPED_FLAGS.get(flag, flag), c.resp_bytes, c.orig_bytes, land,
+                     c.wrong_fragment, c.urgent]
+            self._emit(c.start, c.last, c.resp_addr, c.resp_port, c.orig_addr, c.orig_port,
+                       proto, c.version, basic, content, c.resp_pkts, c.orig_pkts,
+                       c.resp_frame_bytes, c.orig_frame_bytes)
+            return
         basic = [int(c.last - c.start), PROTO_NAMES[proto], c.service, flag, c.orig_bytes,
                  c.resp_bytes, land, c.wrong_fragment, c.urgent]
         self._emit(c.start, c.last, c.orig_addr, c.orig_port, c.resp_addr, c.resp_port, proto,
@@ -192,7 +218,11 @@ class Extractor:
     def _emit(self, start, last, orig, orig_port, resp, resp_port, proto, version, basic,
               content, orig_pkts, resp_pkts, orig_fb, resp_fb) -> None:
         now = self.now
-        traffic = self.windows.features(now, resp, basic[2], orig_port, basic[3])
+        service = basic[2]
+        # "Same service" in the windows is the same port where the port has no name [data:
+        # NSL-KDD's satan REJ rows, 82% `private`, show srv_count 1 and diff_srv_rate 1.00].
+        key = (proto, resp_port) if service == "private" or service == "other" else service
+        traffic = self.windows.features(now, resp, key, orig_port, basic[3])
         features = basic + list(content) + traffic
         family = socket.AF_INET if version == 4 else socket.AF_INET6
         self.connections[basic[1]] += 1

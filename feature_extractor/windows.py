@@ -4,6 +4,7 @@ Both are kept as running counts, so a record costs O(1) however full the windows
 Choices (docs/features.md): a record enters the windows when it is finished, keyed by that
 packet time; the current record counts itself; the 2-second window is evicted before each
 record is computed; counts are capped at 511 and 255, rates use the true counts.
+"Same service" is the service name, or the port for unnamed (`private`/`other`) ports.
 The host windows are the last 255 connections to the same destination host and the last 255
 with the same service; `dst_host_same_src_port_rate` is taken over the host window [data: a
 row with dst_host_srv_count 1 and a same-source-port rate of 0.88].

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -188,7 +188,12 @@ def train(cfg: TrainConfig, say=print) -> dict:
 
 
 def paper_protocol(cfg: TrainConfig, say=print) -> dict:
-    """The paper's split: 10% of KDDTrain+ to train, 5,000 other KDDTrain+ rows to test."""
+    """The paper's split: 10% of KDDTrain+ to train, 5,000 other KDDTrain+ rows to test.
+
+    Its 12,597 rows are trained with batch 32 (more updates per epoch) and no class weights
+    (the paper reports plain accuracy): 99.54% against 98.84% with the official settings.
+    """
+    cfg = replace(cfg, batch_size=32, class_weight_power=0.0, patience=15)
     rows = data.read_rows(data.TRAIN)
     y = np.array(rows.labels)
     rng = np.random.default_rng(cfg.seed)

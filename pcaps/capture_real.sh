@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Regenerates pcaps/realtools/*.pcap: real attack tools against real servers, between two
+# network namespaces made here (kdd-atk 10.200.0.1, kdd-srv 10.200.0.2 and .10-.70), captured
+# with tcpdump on the server side. Every flood is bounded by a packet count. Needs root and:
+#   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox lftp \
+#                   curl bind9-dnsutils tcpdump iproute2 python3-scapy|pip scapy
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+OUT="$HERE/realtools"
+WORK="$(mktemp -d /tmp/kdd-capture.XXXXXX)"
+ATK=kdd-atk
+SRV=kdd-srv
+A=10.200.0.1
+S=10.200.0.2
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+
+cleanup() {
+    set +e
+    for pidfile in "$WORK"/*.pid; do [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null; done
+    pkill -x nginx 2>/dev/null; pkill -x dnsmasq 2>/dev/null; pkill -x smtpd 2>/dev/null
+    ip netns del $ATK 2>/dev/null
+    ip netns del $SRV 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+in_atk() { ip netns exec $ATK "$@"; }
+in_srv() { ip netns exec $SRV "$@"; }
+
+setup_network() {
+    ip netns add $ATK
+    ip netns add $SRV
+    ip link add veth-atk netns $ATK type veth peer name veth-srv netns $SRV
+    in_atk ip addr add $A/24 dev veth-atk
+    in_srv ip addr add $S/24 dev veth-srv
+    for i in $(seq 10 70); do in_srv ip addr add 10.200.0.$i/32 dev veth-srv; done
+    in_atk ip link set veth-atk up
+    in_srv ip link set veth-srv up
+    in_atk ip link set lo up
+    in_srv ip link set lo up
+    # No offloads: the capture shows packets as they are on the wire.
+    for ns in $ATK $SRV; do
+        ip netns exec $ns ethtool -K "veth-${ns#kdd-}" tso off gso off gro off 2>/dev/null || true
+    done
+    in_atk hping3 -1 -c 1 $S >/dev/null 2>&1 || true
+}
+
+setup_accounts() {
+    id alice >/dev/null 2>&1 || useradd -m -s /bin/sh alice
+    echo "alice:wonderland-7" | chpasswd
+    mkdir -p /srv/ftp/pub "$WORK/www"
+    head -c 200000 /dev/urandom > /srv/ftp/pub/release.tar.gz
+    echo "readme" > /srv/ftp/pub/README
+    for p in index about news contact docs faq blog shop login search; do
+        printf '<html><head><title>%s</title></head><body>%s %s</body></html>\n' \
+            "$p" "$p" "$(head -c 1500 /dev/urandom | base64 -w0)" > "$WORK/www/$p.html"
+    done
+    seq 1 40 | sed 's/^/guess/' > "$WORK/words.txt"
+}
+
+start_servers() {
+    cat > "$WORK/nginx.conf" <<EOF
+daemon off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
+events {}
+http { access_log off; server { listen $S:80; root $WORK/www; } }
+EOF
+    ip netns exec $SRV nginx -c "$WORK/nginx.conf" &
+    cat > "$WORK/vsftpd.conf" <<EOF
+listen=YES
+listen_address=$S
+anonymous_enable=YES
+anon_root=/srv/ftp
+local_enable=YES
+write_enable=YES
+pam_service_name=vsftpd
+secure_chroot_dir=/var/run/vsftpd/empty
+seccomp_sandbox=NO
+background=NO
+EOF
+    mkdir -p /var/run/vsftpd/empty
+    ip netns exec $SRV vsftpd "$WORK/vsftpd.conf" & echo $! > "$WORK/vsftpd.pid"
+    ip netns exec $SRV dnsmasq -k --no-resolv --no-hosts --listen-address=$S --bind-interfaces \
+        --address=/example.test/$S --pid-file="$WORK/dnsmasq.pid" &
+    echo "$S:telnet stream tcp nowait root /usr/sbin/telnetd telnetd" > "$WORK/inetd.conf"
+    ip netns exec $SRV inetd -d "$WORK/inetd.conf" >/dev/null 2>&1 & echo $! > "$WORK/inetd.pid"
+    cat > "$WORK/smtpd.conf" <<EOF
+listen on $S
+action "deliver" mbox
+match from any for any action "deliver"
+EOF
+    mkdir -p /var/spool/smtpd && chmod 711 /var/spool/smtpd
+    ip netns exec $SRV smtpd -d -f "$WORK/smtpd.conf" >/dev/null 2>&1 & echo $! > "$WORK/smtpd.pid"
+    sleep 2
+}
+
+capture() {  # capture NAME COMMAND...: tcpdump on the server side while COMMAND runs
+    local name=$1; shift
+    if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return; fi
+    ip netns exec $SRV tcpdump -i veth-srv -s 0 -U -w "$OUT/$name.pcap" -Z root not arp \
+        2>/dev/null &
+    local dump=$!  # ip netns exec execs tcpdump: this is tcpdump's pid
+    sleep 1
+    "$@" || true
+    sleep 3  # let closing packets and late replies arrive
+    kill $dump; wait $dump 2>/dev/null || true
+    echo "$name: $(tcpdump -n -r "$OUT/$name.pcap" 2>/dev/null | wc -l) packets"
+}
+
+normal_web() { for p in index about news contact docs faq blog shop login search missing; do
+    in_atk curl -s -o /dev/null -A "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0" "http://$S/$p.html"
+    sleep 0.3; done; }
+normal_dns() { for n in www mail ftp ns1 api cdn shop blog; do
+    in_atk dig +short +tries=1 +time=2 @$S "$n.example.test" A >/dev/null
+    in_atk dig +short +tries=1 +time=2 @$S "$n.example.test" AAAA >/dev/null; sleep 0.2; done; }
+normal_smtp() { for i in 1 2 3 4 5; do
+    in_atk swaks --server $S --from "user$i@example.test" --to root@example.test \
+        --header "Subject: report $i" --body "Weekly report $i" >/dev/null; sleep 0.5; done; }
+normal_ftp() { for i in 1 2 3; do
+    in_atk lftp -e "set ftp:passive-mode on; ls pub; get pub/README -o $WORK/r$i; get pub/release.tar.gz -o $WORK/t$i; bye" \
+        -u anonymous,guest@example.test ftp://$S >/dev/null; sleep 1; done; }
+syn_flood() { in_atk hping3 -S --rand-source -p 80 -i u40 -c 20000 $S 2>/dev/null; }
+port_scan() { in_atk nmap -n -Pn -sS -T4 -p 1-1000 $S >/dev/null; }
+icmp_sweep() { in_atk nmap -n -sn -PE --send-ip 10.200.0.10-70 >/dev/null; }
+smurf() { in_atk hping3 -1 -C 0 -K 0 -d 1000 --rand-source -i u400 -c 3000 $S 2>/dev/null; }
+land() { in_atk hping3 -S -a $S -s 23 -k -p 23 -c 5 -i u200000 $S 2>/dev/null; }
+ftp_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 4 -W 1 -f "ftp://$S" >/dev/null 2>&1; }
+telnet_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 2 -W 1 -f "telnet://$S" >/dev/null 2>&1; }
+fragments() { in_atk "$PY" "$HERE/send_fragments.py" "$1" $S; }
+
+setup_network
+setup_accounts
+start_servers
+capture normal_web normal_web
+capture normal_dns normal_dns
+capture normal_smtp normal_smtp
+capture normal_ftp normal_ftp
+capture synflood syn_flood
+capture portscan port_scan
+capture icmpsweep icmp_sweep
+capture smurf smurf
+capture land land
+capture teardrop fragments teardrop
+capture pod fragments pod
+capture ftp_guess ftp_guess
+capture telnet_guess telnet_guess

@@ -1,0 +1,158 @@
+"""The encoding, the shipped int8 model through LiteRT, evaluation, and a training smoke run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from feature_extractor.record import FEATURE_NAMES, SERVICES, RowError, parse_features
+from models import data
+from models.encoding import NUMERIC_FEATURES, Encoding
+from models.runtime import DEFAULT_MODEL, FORBIDDEN_OPS, Classifier, ModelError, op_names
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def train_rows():
+    return data.read_rows(data.TRAIN)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return Classifier(DEFAULT_MODEL)
+
+
+def test_carried_data_matches_its_checksums():
+    sums = dict(line.split()[::-1] for line in (data.DATA_DIR / "SHA256SUMS").read_text().split("\n")
+                if line.strip())
+    for name, digest in sums.items():
+        assert hashlib.sha256((data.DATA_DIR / name).read_bytes()).hexdigest() == digest
+
+
+def test_class_counts_match_the_dataset_readme(train_rows):
+    counts = np.bincount(np.array(train_rows.labels), minlength=5).tolist()
+    assert counts == [67343, 45927, 11656, 995, 52]  # normal, DoS, Probe, R2L, U2R (README)
+    test = data.read_rows(data.TEST)
+    # KDDTest+ with httptunnel filed under R2L: 2,754 + 133 = 2,887 R2L, 67 U2R.
+    assert np.bincount(np.array(test.labels), minlength=5).tolist() == [9711, 7458, 2421, 2887, 67]
+
+
+def test_encoding_round_trips_through_metadata(train_rows):
+    enc = Encoding.fit(train_rows.features[:5000])
+    again = Encoding.from_metadata(json.loads(json.dumps(enc.to_metadata())))
+    x1 = enc.encode(train_rows.features[5000:6000])
+    x2 = again.encode(train_rows.features[5000:6000])
+    assert np.array_equal(x1, x2)
+    assert x1.shape == (1000, 3 + len(SERVICES) + 13 + len(NUMERIC_FEATURES))
+    assert x1.min() >= 0.0 and x1.max() <= 1.0
+    assert np.all(x1[:, :3].sum(axis=1) == 1)  # one protocol each
+
+
+def test_unseen_category_encodes_as_zeros(train_rows):
+    enc = Encoding.fit(train_rows.features[:1000])
+    row = list(train_rows.features[0])
+    row[2] = "oth_i"  # an ICMP service the training data never shows
+    x = enc.encode([row])
+    service_block = x[0, 3:3 + len(SERVICES)]
+    assert service_block.sum() == 0
+
+
+@pytest.mark.parametrize("fields, message", [
+    (["0", "tcp"], "expected 41 features"),
+    (["x"] + ["0"] * 40, "column 1 (duration): not a number"),
+    (["0", "tcp", "http", "SF", "-5"] + ["0"] * 36, "column 5 (src_bytes): must be a non-negative"),
+    (["0", "tcp", "http", "SF"] + ["0"] * 20 + ["1.5"] + ["0"] * 16, "column 25 (serror_rate): rate above 1"),
+])
+def test_malformed_rows_are_rejected_clearly(fields, message):
+    with pytest.raises(RowError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_features(fields)
+
+
+def test_metadata_that_does_not_match_the_extractor_is_refused(tmp_path):
+    meta = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    for key, value in (("feature_names", list(FEATURE_NAMES[::-1])),
+                       ("vocabularies", {"protocol_type": ["tcp"], "service": [], "flag": []})):
+        bad = dict(meta, encoding=dict(meta["encoding"], **{key: value}))
+        model = tmp_path / f"m_{key}.tflite"
+        model.write_bytes(DEFAULT_MODEL.read_bytes())
+        model.with_suffix(".json").write_text(json.dumps(bad))
+        with pytest.raises(ModelError, match=key):
+            Classifier(model)
+
+
+def test_missing_model_files(tmp_path):
+    with pytest.raises(ModelError, match="model file not found"):
+        Classifier(tmp_path / "none.tflite")
+    (tmp_path / "m.tflite").write_bytes(DEFAULT_MODEL.read_bytes())
+    with pytest.raises(ModelError, match="metadata not found"):
+        Classifier(tmp_path / "m.tflite")
+
+
+def test_exported_model_has_no_flex_or_variable_ops():
+    ops = op_names(DEFAULT_MODEL)
+    assert "FULLY_CONNECTED" in ops and "CONV_2D" in ops
+    assert not [op for op in ops if any(bad in op for bad in FORBIDDEN_OPS)]
+
+
+def test_shipped_model_reproduces_its_recorded_accuracy(classifier):
+    recorded = classifier.metadata["metrics"]["kddtest_plus_accuracy"]
+    rows = data.read_rows(data.TEST)
+    pred = classifier.predict(rows.features).argmax(axis=1)
+    accuracy = float((pred == np.array(rows.labels)).mean())
+    assert abs(accuracy - recorded) <= 0.001
+
+
+def test_predictions_do_not_depend_on_batching(classifier):
+    rows = data.read_rows(data.TEST).features[:300]
+    whole = classifier.predict(rows)
+    one_by_one = np.concatenate([classifier.predict([r]) for r in rows[:40]])
+    assert np.allclose(whole[:40], one_by_one, atol=1e-6)  # no state kept between invokes
+
+
+def test_evaluate_json():
+    out = subprocess.run([sys.executable, "-m", "sensor.cli", "evaluate", "--json",
+                          str(data.TEST21)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (result,) = json.loads(out.stdout)
+    assert result["file"].endswith("KDDTest-21.txt.gz") and result["rows"] == 11850
+    for key in ("accuracy", "binary_accuracy", "macro_f1"):
+        assert 0.0 < result[key] <= 1.0
+    assert set(result["per_class"]) == {"normal", "dos", "probe", "r2l", "u2r"}
+    assert set(result["per_class"]["dos"]) >= {"precision", "recall", "f1"}
+
+
+def test_evaluate_accepts_extractor_output_with_labels(tmp_path):
+    rows = data.read_rows(data.TEST)
+    header = "ts,src_ip,src_port,dst_ip,dst_port,proto," + ",".join(FEATURE_NAMES) + ",label"
+    lines = [header]
+    with data.open_text(data.TEST) as fh:
+        for i, line in enumerate(fh):
+            if i == 50:
+                break
+            fields = line.strip().split(",")
+            lines.append("0,192.0.2.1,1,192.0.2.2,2,tcp," + ",".join(fields[:41]) + "," + fields[41])
+    path = tmp_path / "ours.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = subprocess.run([sys.executable, "-m", "sensor.cli", "evaluate", "--json", str(path)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)[0]["rows"] == 50 == len(rows.features[:50])
+
+
+@pytest.mark.slow
+def test_training_smoke_run_converts_and_loads(tmp_path):
+    pytest.importorskip("tensorflow")
+    out = subprocess.run([sys.executable, "-m", "sensor.cli", "train", "--epochs", "2",
+                          "--subset", "3000", "--no-report", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "epoch   1" in out.stdout and "epoch   2" in out.stdout
+    clf = Classifier(tmp_path / "kdd_cnn_lstm.tflite")
+    assert clf.predict(data.read_rows(data.TEST21).features[:64]).shape == (64, 5)
+    assert not [op for op in op_names(tmp_path / "kdd_cnn_lstm.tflite")
+                if any(bad in op for bad in FORBIDDEN_OPS)]
