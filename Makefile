@@ -15,7 +15,7 @@ $(BIN)/kdd-sensor: pyproject.toml
 	@touch $@
 
 run: install
-	$(BIN)/kdd-sensor replay $(DEMO) --eve -
+	$(BIN)/kdd-sensor replay $(DEMO) -c packaging/demo.yaml
 
 system-deps:
 	bash packaging/system-deps.sh

@@ -139,6 +139,20 @@ def eve_line(alert: Alert, host: str | None = None) -> str:
     return json.dumps(to_eve(alert, host), separators=(",", ":"))
 
 
+def fast(alert: Alert) -> str:
+    """Suricata's fast.log line: one readable line per alert."""
+    r = alert.record
+    info = alert.info
+    when = datetime.fromtimestamp(r.emit_ts, UTC)
+    stamp = when.strftime("%m/%d/%Y-%H:%M:%S") + f".{when.microsecond:06d}"
+    ports = (f"{r.src_ip}:{r.src_port} -> {r.dst_ip}:{r.dst_port}" if r.proto != "icmp"
+             else f"{r.src_ip} -> {r.dst_ip} (type {r.src_port} code {r.dst_port})")
+    return (f"{stamp}  [**] [{GID}:{info.sid}:1] KDD-SENSOR {info.name} connection (CNN-LSTM) "
+            f"[**] [Classification: {info.category}] [Priority: {info.severity}] "
+            f"{{{r.proto.upper()}}} {ports} {r.features[2]}/{r.features[3]} "
+            f"p={alert.confidence:.2f}")
+
+
 def _sd_escape(value: object) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 

@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
             r.add_argument("--bpf", help="capture filter")
         r.add_argument("-c", "--config", help="YAML configuration file")
         r.add_argument("--eve", help="EVE JSON alert file ('-' for stdout)")
+        r.add_argument("--fast", help="one-line alerts, Suricata fast.log style ('-' for stdout)")
         r.add_argument("--connections", help="CSV log of every connection")
         r.add_argument("--model", help="a .tflite file with its .json beside it")
         r.add_argument("--syslog", help="syslog target: local, udp://host:port, tcp://host:port")

@@ -49,6 +49,7 @@ SCHEMA: dict[str, Any] = {
     },
     "alerts": {
         "eve": {"enabled": (bool, False), "path": (str, "-")},
+        "fast": {"enabled": (bool, False), "path": (str, "-")},
         "syslog": {
             "enabled": (bool, False),
             "target": (str, "local"),
@@ -72,7 +73,7 @@ CHOICES = {
 }
 POSITIVE = ("snaplen", "buffer_mb", "extractor.max_connections", "model.batch_size",
             "extractor.max_fragmented_datagrams", "model.cache_size")
-OUTPUT_PATHS = ("alerts.eve.path", "alerts.cef.path", "connections_log")
+OUTPUT_PATHS = ("alerts.eve.path", "alerts.fast.path", "alerts.cef.path", "connections_log")
 
 
 class ConfigError(Exception):
@@ -212,8 +213,8 @@ def _check_rules(cfg: Config, source: str | None) -> None:
                 raise ConfigError(f"{key}.{k}", "missing", source)
         if rule["type"] not in ("limit", "threshold", "both"):
             raise ConfigError(f"{key}.type", "must be limit, threshold or both", source)
-        if rule["track"] not in ("by_src", "by_dst", "by_both"):
-            raise ConfigError(f"{key}.track", "must be by_src, by_dst or by_both", source)
+        if rule["track"] not in ("by_src", "by_dst", "by_both", "by_rule"):
+            raise ConfigError(f"{key}.track", "must be by_src, by_dst, by_both or by_rule", source)
         if rule.get("class", "any") not in (*ATTACK_CLASSES, "any"):
             raise ConfigError(f"{key}.class", f"must be one of {', '.join(ATTACK_CLASSES)}, any",
                               source)

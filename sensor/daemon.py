@@ -22,7 +22,7 @@ from feature_extractor.extractor import Extractor
 from models.runtime import DEFAULT_MODEL, Classifier, ModelError
 from sensor.config import EX_CONFIG, Config, ConfigError, load_config
 from sensor.pipeline import ConnectionLog, Pipeline
-from sensor.sinks import JournaldSink, SyslogSink, cef_sink, eve_sink
+from sensor.sinks import JournaldSink, SyslogSink, cef_sink, eve_sink, fast_sink
 from sensor.stats import MetricsServer, log_line, prometheus_text
 from sensor.systemd import notify, watchdog_interval
 from sensor.thresholds import AlertFilter
@@ -50,6 +50,9 @@ def overrides_from(args) -> dict:
     if getattr(args, "eve", None):
         out["alerts.eve.enabled"] = True
         out["alerts.eve.path"] = args.eve
+    if getattr(args, "fast", None):
+        out["alerts.fast.enabled"] = True
+        out["alerts.fast.path"] = args.fast
     if getattr(args, "syslog", None):
         out["alerts.syslog.enabled"] = True
         out["alerts.syslog.target"] = args.syslog
@@ -70,6 +73,8 @@ def build_sinks(cfg: Config, default_eve_stdout: bool) -> list:
     host = socket.gethostname()
     if a["eve"]["enabled"]:
         sinks.append(eve_sink(a["eve"]["path"], host))
+    if a["fast"]["enabled"]:
+        sinks.append(fast_sink(a["fast"]["path"]))
     if a["cef"]["enabled"]:
         sinks.append(cef_sink(a["cef"]["path"], a["cef"]["format"]))
     if a["syslog"]["enabled"]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from sensor.alerts import Alert, cef, eve_line, leef, rfc3164, rfc5424
+from sensor.alerts import Alert, cef, eve_line, fast, leef, rfc3164, rfc5424
 
 
 class LineFileSink:
@@ -56,6 +56,10 @@ class LineFileSink:
 
 def eve_sink(path: str, host: str | None = None) -> LineFileSink:
     return LineFileSink("eve", path, lambda a: eve_line(a, host))
+
+
+def fast_sink(path: str) -> LineFileSink:
+    return LineFileSink("fast", path, fast)
 
 
 def cef_sink(path: str, fmt: str) -> LineFileSink:

@@ -1,7 +1,8 @@
 """Alert volume control with Suricata's semantics, in packet time.
 
 - suppress: drop alerts whose source, destination or either address is in a CIDR.
-- limit: at most `count` alerts per `seconds` per tracked key.
+- limit: at most `count` alerts per `seconds` per tracked key (by_src, by_dst, by_both,
+  or by_rule: the class alone).
 - threshold: an alert on every `count`-th event within `seconds`.
 - both: one alert per `seconds`, once `count` events have been seen within it.
 The first rule whose class matches decides; alerts no rule matches pass.
@@ -43,15 +44,17 @@ class AlertFilter:
         for i, rule in enumerate(self.thresholds):
             if rule.get("class", "any") not in ("any", cls):
                 continue
-            if self._rule_allows(i, rule, r.src_ip, r.dst_ip, r.emit_ts):
+            if self._rule_allows(i, cls, rule, r.src_ip, r.dst_ip, r.emit_ts):
                 return True
             self.thresholded[cls] += 1
             return False
         return True
 
-    def _rule_allows(self, i: int, rule: dict, src: str, dst: str, now: float) -> bool:
+    def _rule_allows(self, i: int, cls: str, rule: dict, src: str, dst: str, now: float) -> bool:
+        """Counted per rule, per signature (class) and per tracked address, as Suricata does."""
         track = rule["track"]
-        key = (i, src if track == "by_src" else dst if track == "by_dst" else (src, dst))
+        tracked = {"by_src": src, "by_dst": dst, "by_both": (src, dst), "by_rule": None}[track]
+        key = (i, cls, tracked)
         st = self.state.get(key)
         if st is None or now - st[0] >= rule["seconds"]:
             st = [now, 0, 0]
