@@ -1,0 +1,160 @@
+"""`kdd-sensor run` live on a veth interface between two network namespaces made here.
+
+Checks readiness and watchdog on a NOTIFY_SOCKET the test binds, the switch to an
+unprivileged user, a bounded SYN flood alerted within 3 s of wall time, and SIGTERM
+mid-flow flushing the open connections through the model, then exiting 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IS_ROOT, ROOT
+
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(not IS_ROOT or shutil.which("ip") is None,
+                                 reason="needs root and iproute2 for network namespaces")]
+
+NS_A, NS_B = f"kddlive-a{os.getpid()}", f"kddlive-b{os.getpid()}"
+ADDR_A, ADDR_B = "10.201.0.1", "10.201.0.2"
+
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@pytest.fixture
+def namespaces():
+    sh("ip", "netns", "add", NS_A)
+    sh("ip", "netns", "add", NS_B)
+    try:
+        sh("ip", "link", "add", "kdd-va", "netns", NS_A, "type", "veth", "peer", "name",
+           "kdd-vb", "netns", NS_B)
+        for ns, dev, addr in ((NS_A, "kdd-va", ADDR_A), (NS_B, "kdd-vb", ADDR_B)):
+            sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{addr}/24", "dev", dev)
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        yield
+    finally:
+        subprocess.run(["ip", "netns", "del", NS_A], capture_output=True)
+        subprocess.run(["ip", "netns", "del", NS_B], capture_output=True)
+
+
+def in_ns(ns: str, code: str) -> subprocess.Popen:
+    return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code])
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_live_capture_notify_flood_and_sigterm(namespaces, tmp_path):
+    shared_dir = Path(tempfile.mkdtemp(prefix="kdd-live-"))  # reachable once we are `nobody`
+    os.chmod(shared_dir, 0o755)
+    notify_path = shared_dir / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    os.chmod(notify_path, 0o777)  # the sensor sends READY=1 after switching to `nobody`
+    notify.settimeout(0.1)
+    messages: list[str] = []
+
+    def drain() -> list[str]:
+        while True:
+            try:
+                messages.append(notify.recv(4096).decode())
+            except (TimeoutError, BlockingIOError):
+                return messages
+
+    eve, conns = tmp_path / "eve.json", tmp_path / "connections.csv"
+    cfg = tmp_path / "live.yaml"
+    cfg.write_text(f"user: nobody\nstats: {{interval: 0}}\nalerts:\n  eve:\n    enabled: true\n"
+                   f"    path: {eve}\nconnections_log: {conns}\n")
+    os.chmod(tmp_path, 0o777)
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="1000000",
+               PYTHONPATH=str(ROOT))
+    sensor = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "sensor.cli",
+                               "run", "-i", "kdd-vb", "-c", str(cfg)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    helpers: list[subprocess.Popen] = []
+    try:
+        try:
+            wait_for(lambda: "READY=1" in drain(), 60, "READY=1")
+        except AssertionError:
+            sensor.kill()
+            raise AssertionError(sensor.communicate()[1]) from None
+        uid = next(line.split()[1] for line in open(f"/proc/{sensor.pid}/status")
+                   if line.startswith("Uid:"))
+        assert int(uid) == pwd.getpwnam("nobody").pw_uid  # dropped after opening capture
+
+        # A connection that stays open (established, never closed) until SIGTERM.
+        helpers.append(in_ns(NS_B, f"import socket,time; s=socket.socket(); "
+                                   f"s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+                                   f"s.bind(('{ADDR_B}', 8080)); s.listen(); c, _ = s.accept(); "
+                                   f"c.recv(100); time.sleep(30)"))
+        time.sleep(0.5)
+        helpers.append(in_ns(NS_A, f"import socket,time; c=socket.create_connection("
+                                   f"('{ADDR_B}', 8080)); c.sendall(b'hello'); time.sleep(30)"))
+        time.sleep(0.5)
+
+        # A bounded SYN flood from spoofed sources: 4,000 SYNs at about 4,000/s.
+        flood_started = time.time()
+        flood = ["ip", "netns", "exec", NS_A]
+        if shutil.which("hping3"):
+            flood += ["hping3", "-S", "--rand-source", "-p", "80", "-i", "u250", "-c", "4000",
+                      ADDR_B]
+        else:
+            flood += [sys.executable, "-c",
+                      "from scapy.all import IP, TCP, RandIP, send; "
+                      f"send(IP(src=RandIP(), dst='{ADDR_B}')/TCP(dport=80, flags='S'), "
+                      "count=4000, inter=0.00025, verbose=False)"]
+        subprocess.run(flood, capture_output=True, timeout=120)
+
+        def first_dos():
+            if not eve.exists():
+                return None
+            for line in eve.read_text().splitlines():
+                event = json.loads(line)
+                if event["kdd"]["class"] == "dos":
+                    return time.time()
+            return None
+        alerted = wait_for(first_dos, 30, "a DoS alert")
+        print(f"\nlive: first DoS alert {alerted - flood_started:.2f} s (wall) after the flood "
+              f"started")
+        assert alerted - flood_started <= 3.0 + 1.5  # the flood itself takes about 1 s to send
+        assert any(m.startswith("WATCHDOG=1") for m in drain())
+        assert any(m.startswith("STATUS=packets") for m in drain())
+
+        sensor.send_signal(signal.SIGTERM)
+        out, err = sensor.communicate(timeout=60)
+        assert sensor.returncode == 0, err
+        assert any(m.startswith("STOPPING=1") for m in drain())
+        rows = list(csv.DictReader(conns.open()))
+        held = [r for r in rows if r["dst_port"] == "8080"]
+        assert held and held[0]["flag"] == "S1"  # flushed on SIGTERM, never closed
+        assert held[0]["src_bytes"] == "5"
+    finally:
+        for p in helpers:
+            p.kill()
+        if sensor.poll() is None:
+            sensor.kill()
+        notify.close()
+        shutil.rmtree(shared_dir, ignore_errors=True)

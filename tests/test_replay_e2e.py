@@ -1,0 +1,132 @@
+"""End to end: real captures through `kdd-sensor replay`, the shipped int8 model, and a real
+rsyslogd on loopback receiving RFC 5424 alerts over TCP.
+
+Attack captures must yield alerts of their class; normal captures alerts on at most 1% of
+their connections. Captures the shipped model gets wrong are marked xfail(strict): they fail
+the suite the day they start passing, so the list stays honest.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from tests.conftest import PCAPS, PUBLIC, shared_pcap
+from tests.rsyslog import Rsyslog
+from tests.test_alert_formats import RFC5424
+
+REAL = PCAPS / "realtools"
+
+
+@pytest.fixture(scope="module")
+def rsyslog(tmp_path_factory):
+    server = Rsyslog(tmp_path_factory.mktemp("rsyslog"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def replay(capture, rsyslog, tmp_path, *extra: str) -> dict:
+    """Replay one capture; return the alerts rsyslog received and the connection log."""
+    before = len(rsyslog.lines())
+    conn_log = tmp_path / "connections.csv"
+    eve = tmp_path / "eve.json"
+    cfg = tmp_path / "sensor.yaml"
+    cfg.write_text(f"alerts:\n  syslog:\n    spool_dir: {tmp_path / 'spool'}\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "sensor.cli", "replay", str(capture), "-c", str(cfg),
+         "--syslog", f"tcp://127.0.0.1:{rsyslog.tcp_port}", "--eve", str(eve),
+         "--connections", str(conn_log), "--no-progress", *extra],
+        capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(conn_log.open()))
+    events = [json.loads(line) for line in eve.read_text().splitlines()]
+    lines = rsyslog.lines(expect=before + len(events))[before:]
+    return {"syslog": lines, "rows": rows, "eve": events, "stderr": out.stderr}
+
+
+def syslog_classes(lines: list[str]) -> Counter:
+    for line in lines:
+        assert RFC5424.match(line), line
+    return Counter(re.search(r' class="(\w+)"', line).group(1) for line in lines)
+
+
+ATTACKS = [
+    ("synflood.pcap", "dos"),       # hping3 -S --rand-source, 20,000 SYNs at ~25,000/s
+    ("smurf.pcap", "dos"),          # hping3 ICMP echo replies of 1,000 bytes, spoofed sources
+    ("land.pcap", "dos"),           # hping3 with source = destination (address and port)
+    ("teardrop.pcap", "dos"),       # overlapping UDP fragments (scapy: no tool exists)
+    ("portscan.pcap", "probe"),     # nmap -sS -p 1-1000
+    ("icmpsweep.pcap", "probe"),    # nmap -sn -PE over 61 addresses
+    pytest.param("pod.pcap", "dos", marks=pytest.mark.xfail(
+        strict=True, reason="NSL-KDD's pod rows are all oversized echo *replies* (ecr_i); an "
+        "oversized echo request (eco_i, wrong_fragment 1) was never in training")),
+    pytest.param("ftp_guess.pcap", "r2l", marks=pytest.mark.xfail(
+        strict=True, reason="hydra makes 3 attempts per connection (num_failed_logins 3); "
+        "NSL-KDD's guess_passwd rows have exactly 1, and the model splits these rows between "
+        "normal, r2l and u2r")),
+]
+
+
+@pytest.mark.parametrize("name, cls", ATTACKS)
+def test_attack_capture_alerts_its_class(rsyslog, tmp_path, name, cls):
+    result = replay(REAL / name, rsyslog, tmp_path)
+    classes = syslog_classes(result["syslog"])
+    assert classes[cls] > 0, f"no {cls} alert; got {dict(classes)}"
+    predicted = Counter(r["predicted_class"] for r in result["rows"])
+    # The attack's own class dominates what the model says about the capture.
+    assert predicted.most_common(1)[0][0] == cls, dict(predicted)
+    assert len(result["syslog"]) == len(result["eve"])  # every alert reached rsyslog
+
+
+NORMAL = [
+    ("normal_web.pcap", REAL),      # curl against nginx
+    ("normal_dns.pcap", REAL),      # dig against dnsmasq
+    ("normal_smtp.pcap", REAL),     # swaks against OpenSMTPD
+    ("zeek_http_get.pcap", PUBLIC),
+    pytest.param("zeek_wikipedia.pcap", PUBLIC, marks=pytest.mark.xfail(
+        strict=True, reason="1 of 34 connections, a NetBIOS name broadcast (udp/137, "
+        "7 datagrams in 2.6 s), comes out probe")),
+    ("ndpi_smtp.pcap", PUBLIC),
+    pytest.param("normal_ftp.pcap", REAL, marks=pytest.mark.xfail(
+        strict=True, reason="2 of 12 connections (the first short passive-mode transfers) "
+        "come out r2l")),
+]
+
+
+@pytest.mark.parametrize("name, where", NORMAL)
+def test_normal_capture_stays_quiet(rsyslog, tmp_path, name, where):
+    result = replay(where / name, rsyslog, tmp_path)
+    rows = result["rows"]
+    assert rows
+    assert len(result["syslog"]) <= 0.01 * len(rows), syslog_classes(result["syslog"])
+
+
+def test_public_scans_are_probes(rsyslog, tmp_path):
+    paths = [shared_pcap("ndpi_synscan.pcap"), shared_pcap("sgr_portScan_1_to_10000.pcapng")]
+    result = replay(paths[0], rsyslog, tmp_path)
+    assert Counter(r["predicted_class"] for r in result["rows"]).most_common(1)[0][0] == "probe"
+    result = replay(paths[1], rsyslog, tmp_path)
+    assert Counter(r["predicted_class"] for r in result["rows"]).most_common(1)[0][0] == "probe"
+
+
+@pytest.mark.parametrize("name, cls", [("synflood.pcap", "dos"), ("portscan.pcap", "probe")])
+def test_detection_latency_in_capture_time(rsyslog, tmp_path, name, cls):
+    result = replay(REAL / name, rsyslog, tmp_path)
+    first_packet = subprocess.run(["tshark", "-r", str(REAL / name), "-c", "1", "-T", "fields",
+                                   "-e", "frame.time_epoch"], capture_output=True, text=True)
+    if first_packet.returncode != 0:
+        pytest.skip("tshark not installed")
+    t0 = float(first_packet.stdout.strip())
+    from datetime import datetime
+    first_alert = min(datetime.strptime(e["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+                      for e in result["eve"] if e["kdd"]["class"] == cls)
+    latency = first_alert - t0
+    print(f"\n{name}: first {cls} alert {latency:.2f} s after the first packet (capture time)")
+    assert latency <= 3.0
