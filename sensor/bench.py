@@ -1,0 +1,168 @@
+"""`kdd-sensor bench` (`make bench`): throughput and memory on about a million packets.
+
+Builds two captures from the project's own captures: a benign mix (web, DNS, SMTP, FTP, telnet,
+SSH sessions) and an attack-heavy mix (SYN flood, scan, sweep, smurf, land, teardrop),
+each as time-shifted copies with every IPv4 address remapped per copy, so connections do not
+collide. Then, pinned to one core, median of three: `kdd-sensor extract`, tshark's own
+connection tracking (`tshark -q -n -r FILE -z conv,tcp -z conv,udp`) and the full
+`kdd-sensor replay` (pcap to alerts). Last, a spoofed SYN flood from one million distinct
+sources through a capped connection table: peak RSS, evictions, alerts.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from feature_extractor.capture_file import open_capture
+
+ROOT = Path(__file__).resolve().parent.parent
+PCAPS = ROOT / "pcaps"
+BENIGN = ["realtools/normal_web.pcap", "realtools/normal_dns.pcap", "realtools/normal_smtp.pcap",
+          "realtools/normal_ftp.pcap", "public/zeek_wikipedia.pcap", "public/zeek_http_get.pcap",
+          "public/ndpi_ftp.pcap", "public/ndpi_telnet.pcap", "public/ndpi_smtp.pcap",
+          "public/tcpreplay_test.pcap", "public/zeek_ssh_sshguess.pcap"]
+ATTACK = ["realtools/synflood.pcap", "realtools/portscan.pcap", "realtools/icmpsweep.pcap",
+          "realtools/smurf.pcap", "realtools/land.pcap", "realtools/teardrop.pcap",
+          "realtools/normal_web.pcap", "realtools/normal_dns.pcap"]
+PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+
+
+def _ethernet_ipv4(paths: list[str]) -> list[tuple[float, bytes]]:
+    """The Ethernet/IPv4 frames of the captures, each file's time starting at zero."""
+    frames = []
+    for rel in paths:
+        packets = [(ts, f) for ts, lt, f in open_capture(str(PCAPS / rel))
+                   if lt == 1 and len(f) >= 34 and f[12:14] == b"\x08\x00"]
+        if packets:
+            t0 = packets[0][0]
+            frames += [(ts - t0, f) for ts, f in packets]
+    frames.sort(key=lambda p: p[0])
+    return frames
+
+
+def build_mix(paths: list[str], target: int, spacing: float, out: Path, seed: int) -> int:
+    """Copies of the frames, copy i shifted by i * spacing s, addresses remapped per copy."""
+    frames = _ethernet_ipv4(paths)
+    rng = random.Random(seed)
+    copies = max(1, target // len(frames))
+    records = []
+    for i in range(copies):
+        shift = 1_700_000_000.0 + i * spacing
+        remap: dict[bytes, bytes] = {}
+        for ts, f in frames:
+            src, dst = f[26:30], f[30:34]
+            for a in (src, dst):
+                if a not in remap:
+                    remap[a] = bytes([10, rng.randrange(256), rng.randrange(256),
+                                      rng.randrange(1, 255)])
+            frame = f[:26] + remap[src] + remap[dst] + f[34:]
+            records.append((shift + ts, frame))
+    records.sort(key=lambda r: r[0])
+    with open(out, "wb") as fh:
+        fh.write(PCAP_HEADER)
+        for ts, frame in records:
+            sec = int(ts)
+            fh.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(frame), len(frame)))
+            fh.write(frame)
+    return len(records)
+
+
+def spoofed_flood(n: int, rate: float, out: Path, seed: int) -> None:
+    """n SYNs to one web server from n distinct random sources at `rate` per second."""
+    rng = random.Random(seed)
+    eth = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
+    sources = rng.sample(range(0x0B000000, 0xDF000000), n)
+    with open(out, "wb") as fh:
+        fh.write(PCAP_HEADER)
+        for i, src in enumerate(sources):
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, i & 0xFFFF, 0, 64, 6, 0,
+                             src.to_bytes(4, "big"), bytes([192, 0, 2, 80]))
+            tcp = struct.pack("!HHIIBBHHH", rng.randrange(1024, 65535), 80, rng.getrandbits(32),
+                              0, 0x50, 0x02, 64240, 0, 0)
+            frame = eth + ip + tcp
+            ts = 1_700_000_000.0 + i / rate
+            sec = int(ts)
+            fh.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(frame), len(frame)))
+            fh.write(frame)
+
+
+def timed(cmd: list[str]) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS (MB) and stderr of a command pinned to one core."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: os.sched_setaffinity(0, {0}))
+    err = proc.stderr.read().decode(errors="replace")
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {err[-2000:]}")
+    return elapsed, usage.ru_maxrss // 1024, err
+
+
+def median_of(cmd: list[str], runs: int) -> tuple[float, int, str]:
+    results = [timed(cmd) for _ in range(runs)]
+    seconds = statistics.median(r[0] for r in results)
+    return seconds, max(r[1] for r in results), results[-1][2]
+
+
+def _records(stderr: str) -> int:
+    for line in stderr.splitlines():
+        if line.startswith("extract:") and "records" in line:
+            return int(line.split("records ")[1].split()[0])
+    return 0
+
+
+def bench_command(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = 1 if args.quick else 3
+    target = args.packets // (10 if args.quick else 1)
+    me = [sys.executable, "-m", "sensor.cli"]
+    print(f"kdd-sensor bench: {target:,} packets per mix, median of {runs}, one core (cpu 0)")
+    rows = []
+    for name, paths, spacing in (("benign", BENIGN, 0.5), ("attack", ATTACK, 5.0)):
+        capture = out / f"{name}.pcap"
+        n = build_mix(paths, target, spacing, capture, seed=7)
+        ext_s, ext_rss, err = median_of([*me, "extract", str(capture), "-o", os.devnull], runs)
+        records = _records(err)
+        tshark_s = None
+        if shutil.which("tshark"):
+            tshark_s, _, _ = median_of(["tshark", "-q", "-n", "-r", str(capture), "-z",
+                                        "conv,tcp", "-z", "conv,udp"], runs)
+        rep_s, rep_rss, _ = median_of([*me, "replay", str(capture), "--eve", os.devnull,
+                                       "--no-progress"], runs)
+        rows.append((name, n, records, ext_s, ext_rss, tshark_s, rep_s, rep_rss))
+    print()
+    print(f"{'mix':8} {'packets':>10} {'conns':>9} {'extract pkt/s':>14} {'conn/s':>9} "
+          f"{'RSS MB':>7} {'tshark pkt/s':>13} {'ratio':>6} {'replay pkt/s':>13} "
+          f"{'replay/extract':>15} {'RSS MB':>7}")
+    for name, n, records, ext_s, ext_rss, tshark_s, rep_s, rep_rss in rows:
+        tshark_rate = f"{n / tshark_s:13,.0f}" if tshark_s else f"{'n/a':>13}"
+        ratio = f"{tshark_s / ext_s:6.2f}" if tshark_s else f"{'n/a':>6}"
+        print(f"{name:8} {n:10,} {records:9,} {n / ext_s:14,.0f} {records / ext_s:9,.0f} "
+              f"{ext_rss:7} {tshark_rate} {ratio} {n / rep_s:13,.0f} {ext_s / rep_s:15.2f} "
+              f"{rep_rss:7}")
+    flood = out / "spoofed_flood.pcap"
+    n_flood = 100_000 if args.quick else 1_000_000
+    spoofed_flood(n_flood, 25_000.0, flood, seed=11)
+    cfg = out / "capped.yaml"
+    cfg.write_text("extractor: {max_connections: 10000}\n")
+    secs, rss, err = timed([*me, "replay", str(flood), "-c", str(cfg), "--eve", os.devnull,
+                            "--no-progress"])
+    evicted = next((line.split()[-1] for line in err.splitlines()
+                    if "evicted connections" in line), "0")
+    alerts = next((line.split(None, 1)[1].strip() for line in err.splitlines()
+                   if line.strip().startswith("alerts")), "?")
+    print(f"\nspoofed SYN flood: {n_flood:,} distinct sources at 25,000/s, table capped at "
+          f"10,000: peak RSS {rss} MB, evicted {evicted}, alerts {alerts}, "
+          f"{n_flood / secs:,.0f} packets/s")
+    return 0
