@@ -228,7 +228,7 @@ class ConnectionTable:
         """Connections idle past their class's timeout, oldest first."""
         done: list[Connection] = []
         names = ("attempt", "established", "closed", "udp")
-        for (queue, timeout), name in zip(self.queues, names):
+        for (queue, timeout), name in zip(self.queues, names, strict=True):
             horizon = now - timeout
             while queue:
                 c = queue[next(iter(queue))]

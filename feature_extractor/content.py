@@ -323,7 +323,7 @@ class HttpAnalyzer(Analyzer):
                 if line[9:12] == b"401":
                     self.f.num_failed_logins += 1
             return
-        if not line[:8].split(b" ", 1)[0] in (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE",
+        if line[:8].split(b" ", 1)[0] not in (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE",
                                                b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT"):
             return
         if HTTP_SLASHES.search(line):

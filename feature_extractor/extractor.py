@@ -14,7 +14,13 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from feature_extractor.conntrack import (
-    ACK, SYN, WELL_KNOWN, Connection, ConnectionTable, Timeouts, tcp_update,
+    ACK,
+    SYN,
+    WELL_KNOWN,
+    Connection,
+    ConnectionTable,
+    Timeouts,
+    tcp_update,
 )
 from feature_extractor.content import NO_CONTENT
 from feature_extractor.decode import ip_datagram, transport

@@ -84,8 +84,8 @@ class ConnectionRecord:
 
     def meta_prefix(self) -> str:
         """The `ts,src_ip,src_port,dst_ip,dst_port,proto` columns of the `--meta` CSV."""
-        return "%.6f,%s,%d,%s,%d,%s" % (self.ts, self.src_ip, self.src_port, self.dst_ip,
-                                         self.dst_port, self.proto)
+        return (f"{self.ts:.6f},{self.src_ip},{self.src_port},{self.dst_ip},{self.dst_port},"
+                f"{self.proto}")
 
 
 def format_features(features: list) -> str:

@@ -85,26 +85,32 @@ class Session:
         self._send(from_client, "A")
 
 
+# The 13 connection states: (flag, steps on a Session), destination ports 1001-1013, 5 s apart.
+FLAG_SCENARIOS = [
+    ("S0", ["syn"]),                                                   # SYN, nothing back
+    ("REJ", ["syn", "rst_server"]),                                    # SYN answered by RST
+    ("SF", ["handshake", ("client", b"hello"), ("server", b"world!"), "fin_both"]),
+    ("S1", ["handshake", ("client", b"abc")]),                         # never closed
+    ("S2", ["handshake", ("client", b"abc"), "fin_client"]),           # originator FIN only
+    ("S3", ["handshake", ("server", b"abc"), "fin_server"]),           # responder FIN only
+    ("RSTO", ["handshake", ("client", b"abc"), "rst_client"]),
+    ("RSTR", ["handshake", ("client", b"abc"), "rst_server"]),
+    ("RSTOS0", ["syn", ("rst_client", False)]),                        # SYN, then own RST
+    ("RSTRH", [("synack", 0.0), "rst_server"]),                        # no SYN seen
+    ("SH", ["syn", "fin_client"]),                                     # SYN, then own FIN
+    ("SHR", [("synack", 0.0), "fin_server"]),                          # no SYN seen
+    ("OTH", [("client", b"midstream", 0.0), ("server", b"reply"), ("client", b"more")]),
+]
+
+
 def flags_capture() -> list:
-    """The 13 connection states, one connection each, destination ports 1001-1013, 5 s apart."""
     pkts = []
-
-    def new(i: int) -> Session:
-        return Session(CLIENT, 40000 + i, SERVER, 1000 + i, t=5.0 * i)
-
-    s = new(1); s.syn(); pkts += s.packets                                      # S0
-    s = new(2); s.syn(); s.rst_server(); pkts += s.packets                     # REJ
-    s = new(3); s.handshake(); s.client(b"hello"); s.server(b"world!"); s.fin_both(); pkts += s.packets  # SF
-    s = new(4); s.handshake(); s.client(b"abc"); pkts += s.packets             # S1
-    s = new(5); s.handshake(); s.client(b"abc"); s.fin_client(); pkts += s.packets  # S2
-    s = new(6); s.handshake(); s.server(b"abc"); s.fin_server(); pkts += s.packets  # S3
-    s = new(7); s.handshake(); s.client(b"abc"); s.rst_client(); pkts += s.packets  # RSTO
-    s = new(8); s.handshake(); s.client(b"abc"); s.rst_server(); pkts += s.packets  # RSTR
-    s = new(9); s.syn(); s.rst_client(ack=False); pkts += s.packets           # RSTOS0
-    s = new(10); s.synack(dt=0.0); s.rst_server(); pkts += s.packets           # RSTRH
-    s = new(11); s.syn(); s.fin_client(); pkts += s.packets                    # SH
-    s = new(12); s.synack(dt=0.0); s.fin_server(); pkts += s.packets           # SHR
-    s = new(13); s.client(b"midstream", dt=0.0); s.server(b"reply"); s.client(b"more"); pkts += s.packets  # OTH
+    for i, (_, steps) in enumerate(FLAG_SCENARIOS, 1):
+        s = Session(CLIENT, 40000 + i, SERVER, 1000 + i, t=5.0 * i)
+        for step in steps:
+            name, *args = step if isinstance(step, tuple) else (step,)
+            getattr(s, name)(*args)
+        pkts += s.packets
     return pkts
 
 

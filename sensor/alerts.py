@@ -91,7 +91,7 @@ def eve_timestamp(ts: float) -> str:
         if len(_seconds) > 4096:
             _seconds.clear()
         text = _seconds[sec] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return "%s.%06d+0000" % (text, min(int((ts - sec) * 1e6 + 0.5), 999999))
+    return f"{text}.{min(int((ts - sec) * 1e6 + 0.5), 999999):06d}+0000"
 
 
 def to_eve(alert: Alert, host: str | None = None) -> dict:

@@ -37,9 +37,8 @@ class ConnectionLog:
             self.fh.write(CONNECTION_LOG_HEADER + "\n")
 
     def write(self, r: ConnectionRecord, cls: str, confidence: float) -> None:
-        self.fh.write("%s,%s,%s,%s,%.4f,%s\n" % (
-            r.meta_prefix(), r.features[2], r.features[3], cls, confidence,
-            format_features(r.features)))
+        self.fh.write(f"{r.meta_prefix()},{r.features[2]},{r.features[3]},{cls},"
+                      f"{confidence:.4f},{format_features(r.features)}\n")
 
     def reopen(self) -> None:
         self.fh.close()

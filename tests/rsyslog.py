@@ -54,7 +54,8 @@ ruleset(name="tofile") {{
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"rsyslogd exited: {self.proc.stderr.read().decode()}")
+                    raise RuntimeError(
+                        f"rsyslogd exited: {self.proc.stderr.read().decode()}") from None
                 time.sleep(0.05)
         raise RuntimeError("rsyslogd did not start listening")
 
