@@ -34,7 +34,7 @@ class Connection:
         "orig_state", "resp_state", "orig_syn", "resp_synack", "orig_bytes", "resp_bytes",
         "orig_base", "resp_base", "orig_next", "resp_next", "urgent", "wrong_fragment",
         "orig_pkts", "resp_pkts", "orig_frame_bytes", "resp_frame_bytes", "service",
-        "analyzer", "queue", "version", "role_swap",
+        "analyzer", "analyzer_cls", "queue", "version", "role_swap",
     )
 
     def __init__(self, key, proto, orig_addr, orig_port, resp_addr, resp_port, ts, service,
@@ -53,8 +53,8 @@ class Connection:
         self.orig_pkts = self.resp_pkts = 0
         self.orig_frame_bytes = self.resp_frame_bytes = 0
         self.service = service
-        analyzer_cls = ANALYZERS.get(service)
-        self.analyzer: Analyzer | None = analyzer_cls() if analyzer_cls else None
+        self.analyzer_cls = ANALYZERS.get(service)
+        self.analyzer: Analyzer | None = None  # made on the first payload: floods carry none
         self.queue = None
         self.version = version
         self.role_swap = False  # recorded from the responder's side (passive FTP data)
@@ -150,7 +150,9 @@ def _count_bytes(c: Connection, from_orig: bool, seq: int, payload: bytes, lengt
             c.orig_bytes = end
     elif end > c.resp_bytes:
         c.resp_bytes = end
-    if c.analyzer is not None:
+    if c.analyzer_cls is not None:
+        if c.analyzer is None:
+            c.analyzer = c.analyzer_cls()
         expected = c.orig_next if from_orig else c.resp_next
         skip = (expected - seq) & 0xFFFFFFFF
         if skip < length and skip < 0x80000000:

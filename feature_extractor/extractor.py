@@ -209,7 +209,7 @@ class Extractor:
         """A data connection belongs to a logged-in FTP session between the same two hosts."""
         for pair in ((c.orig_addr, c.resp_addr), (c.resp_addr, c.orig_addr)):
             control = self.ftp_sessions.get(pair)
-            if control is not None and control.analyzer.f.logged_in:
+            if control is not None and control.analyzer is not None and control.analyzer.f.logged_in:
                 return True
         return False
 

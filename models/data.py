@@ -9,7 +9,7 @@ from pathlib import Path
 
 from feature_extractor.record import CLASSES, FEATURE_NAMES, RowError, parse_features
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent / "nsl_kdd"
 TRAIN = DATA_DIR / "KDDTrain+.txt.gz"
 TEST = DATA_DIR / "KDDTest+.txt.gz"
 TEST21 = DATA_DIR / "KDDTest-21.txt.gz"

@@ -13,7 +13,13 @@ import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from feature_extractor.record import CLASSES, FEATURE_NAMES, ConnectionRecord
+from feature_extractor.record import (
+    CATEGORICAL,
+    CLASSES,
+    FEATURE_NAMES,
+    RATE_FEATURES,
+    ConnectionRecord,
+)
 from sensor.community_id import community_id
 
 GID = 7800
@@ -94,49 +100,44 @@ def eve_timestamp(ts: float) -> str:
     return f"{text}.{min(int((ts - sec) * 1e6 + 0.5), 999999):06d}+0000"
 
 
-def to_eve(alert: Alert, host: str | None = None) -> dict:
-    r = alert.record
-    info = alert.info
-    event: dict = {
-        "timestamp": eve_timestamp(r.emit_ts),
-        "flow_id": alert.flow_id,
-        "event_type": "alert",
-        "src_ip": r.src_ip,
-        "dest_ip": r.dst_ip,
-        "proto": r.proto.upper(),
-        "community_id": alert.community_id,
-    }
-    if r.proto == "icmp":
-        event["icmp_type"], event["icmp_code"] = r.src_port, r.dst_port
-    else:
-        event["src_port"], event["dest_port"] = r.src_port, r.dst_port
-    if host:
-        event["host"] = host
-    if alert.pcap_filename is not None:
-        event["pcap_filename"] = alert.pcap_filename
-    if alert.pcap_cnt is not None:
-        event["pcap_cnt"] = alert.pcap_cnt
-    event["alert"] = {
-        "action": "allowed", "gid": GID, "signature_id": info.sid, "rev": 1,
-        "signature": f"KDD-SENSOR {info.name} connection (CNN-LSTM)",
-        "category": info.category, "severity": info.severity,
-    }
-    event["kdd"] = {
-        "class": alert.attack_class,
-        "confidence": round(alert.confidence, 4),
-        "probabilities": {k: round(v, 4) for k, v in alert.probabilities.items()},
-        "model_version": alert.model_version,
-        "conn_start": eve_timestamp(r.ts),
-        "conn_last": eve_timestamp(r.last_ts),
-        "service": r.features[2],
-        "flag": r.features[3],
-        "features": dict(zip(FEATURE_NAMES, r.features, strict=True)),
-    }
-    return event
+# The 41 features as one JSON object template: NSL-KDD's values are numbers and short
+# identifiers (service, flag, protocol), so no escaping is needed inside it.
+_FEATURES_JSON = "{" + ",".join(
+    f'"{n}":"%s"' if n in CATEGORICAL else f'"{n}":%.2f' if n in RATE_FEATURES else f'"{n}":%d'
+    for n in FEATURE_NAMES) + "}"
+_ALERT_JSON = {
+    cls: json.dumps({"action": "allowed", "gid": GID, "signature_id": info.sid, "rev": 1,
+                     "signature": f"KDD-SENSOR {info.name} connection (CNN-LSTM)",
+                     "category": info.category, "severity": info.severity},
+                    separators=(",", ":"))
+    for cls, info in CLASS_INFO.items()
+}
 
 
 def eve_line(alert: Alert, host: str | None = None) -> str:
-    return json.dumps(to_eve(alert, host), separators=(",", ":"))
+    """One EVE JSON alert, built from templates: a flood writes one per connection."""
+    r = alert.record
+    probs = ",".join(f'"{k}":{v:.4f}' for k, v in alert.probabilities.items())
+    where = (f'"icmp_type":{r.src_port},"icmp_code":{r.dst_port}' if r.proto == "icmp"
+             else f'"src_port":{r.src_port},"dest_port":{r.dst_port}')
+    extra = ""
+    if host:
+        extra += f',"host":{json.dumps(host)}'
+    if alert.pcap_filename is not None:
+        extra += f',"pcap_filename":{json.dumps(alert.pcap_filename)}'
+    if alert.pcap_cnt is not None:
+        extra += f',"pcap_cnt":{alert.pcap_cnt}'
+    features = r.features
+    return (
+        f'{{"timestamp":"{eve_timestamp(r.emit_ts)}","flow_id":{alert.flow_id},'
+        f'"event_type":"alert","src_ip":"{r.src_ip}","dest_ip":"{r.dst_ip}",'
+        f'"proto":"{r.proto.upper()}","community_id":"{alert.community_id}",{where}{extra},'
+        f'"alert":{_ALERT_JSON[alert.attack_class]},'
+        f'"kdd":{{"class":"{alert.attack_class}","confidence":{alert.confidence:.4f},'
+        f'"probabilities":{{{probs}}},"model_version":{json.dumps(alert.model_version)},'
+        f'"conn_start":"{eve_timestamp(r.ts)}","conn_last":"{eve_timestamp(r.last_ts)}",'
+        f'"service":"{features[2]}","flag":"{features[3]}",'
+        f'"features":{_FEATURES_JSON % tuple(features)}}}}}')
 
 
 def fast(alert: Alert) -> str:
