@@ -113,7 +113,8 @@ def _baselines(x: np.ndarray, y: np.ndarray, seed: int) -> dict:
     from sklearn.ensemble import RandomForestClassifier
 
     rf = RandomForestClassifier(n_estimators=200, n_jobs=2, random_state=seed).fit(x, y)
-    gbm = LGBMClassifier(n_estimators=300, random_state=seed, verbose=-1).fit(x, y)
+    gbm = LGBMClassifier(n_estimators=300, random_state=seed, deterministic=True,
+                         force_row_wise=True, n_jobs=1, verbose=-1).fit(x, y)
     return {"random_forest": rf, "lightgbm": gbm}
 
 
@@ -218,7 +219,12 @@ def _markdown(meta: dict, results: dict, speed: dict, ops: list[str]) -> str:
     lines += [
         "",
         f"int8 versus float on KDDTest+: accuracy delta {100 * delta:+.2f} points, the two agree "
-        f"on {_pct(official['int8_float_agreement'])} of rows.",
+        f"on {_pct(official['int8_float_agreement'])} of rows. On the validation split of "
+        "KDDTrain+ they agree on 99.9% of rows. The KDDTest+ delta is not stable: with other "
+        "calibration samples of the same size it measured -0.2 and +1.7 points. KDDTest+ is "
+        "full of rows near the decision boundaries (attacks never seen in training), where "
+        "the rounding of int8 tips predictions either way; the calibration sample (5,000 "
+        "random training rows) was chosen on validation agreement, not on the test sets.",
         "",
         "### KDDTest+ per class (int8)",
         "",

@@ -150,6 +150,7 @@ def _operate(sig: Signals, pipeline: Pipeline, args, overrides: dict, default_ev
     if sig.reopen:
         sig.reopen = False
         pipeline.reopen()
+        log("re-opened output files")
     if sig.dump:
         sig.dump = False
         log(log_line(pipeline.stats(), capture_stats() if capture_stats else None))
@@ -253,6 +254,9 @@ def summary_table(pipeline: Pipeline, elapsed: float, first_ts: float | None) ->
         rows.append(("suppressed/thresholded", f"{held:,}"))
     if s["connections_evicted"]:
         rows.append(("evicted connections", f"{s['connections_evicted']:,}"))
+    for key, counters in s.items():
+        if key.startswith("sink_"):
+            rows.append((f"sink {key[5:]}", ", ".join(f"{k} {v:,}" for k, v in counters.items())))
     if first_ts is not None and pipeline.first_alert_ts:
         rows.append(("first alert (capture time)", ", ".join(
             f"{k} +{v - first_ts:.2f} s" for k, v in sorted(pipeline.first_alert_ts.items()))))
@@ -294,11 +298,16 @@ def run_command(args) -> int:
         log(f"error: cannot open capture: {exc}")
         return 1
     try:
-        drop_privileges(cfg["user"])
+        metrics = MetricsServer(cfg["stats"]["prometheus"]) if cfg["stats"]["prometheus"] else None
+    except OSError as exc:
+        log(f"config error: stats.prometheus: cannot listen on {cfg['stats']['prometheus']}: "
+            f"{exc}")
+        return EX_CONFIG
+    try:
+        drop_privileges(cfg["user"])  # every file and socket is open by now
     except (KeyError, PermissionError) as exc:
         log(f"config error: user: cannot switch to {cfg['user']!r}: {exc}")
         return EX_CONFIG
-    metrics = MetricsServer(cfg["stats"]["prometheus"]) if cfg["stats"]["prometheus"] else None
     sig = Signals()
     notify("READY=1")
     log(f"capturing on {cfg['interface']} (link type {cap.linktype}), "

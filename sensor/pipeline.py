@@ -10,6 +10,7 @@ Live capture and replay both feed `packet()`; live capture also calls `tick()` w
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter, OrderedDict
 from typing import TextIO
@@ -41,8 +42,14 @@ class ConnectionLog:
                       f"{confidence:.4f},{format_features(r.features)}\n")
 
     def reopen(self) -> None:
+        try:
+            fresh = open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            print(f"kdd-sensor: cannot re-open {self.path}, still writing the old file: {exc}",
+                  file=sys.stderr)
+            return
         self.fh.close()
-        self.fh = open(self.path, "a", encoding="utf-8")
+        self.fh = fresh
 
     def close(self) -> None:
         self.fh.close()

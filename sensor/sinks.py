@@ -41,9 +41,17 @@ class LineFileSink:
         self.fh.flush()
 
     def reopen(self) -> None:
-        if self.fh is not sys.stdout:
-            self.fh.close()
-            self.fh = self._open()
+        """After logrotate moved the file: write to a new one; keep the old if that fails."""
+        if self.fh is sys.stdout:
+            return
+        try:
+            fresh = self._open()
+        except OSError as exc:
+            print(f"kdd-sensor: cannot re-open {self.path}, still writing the old file: {exc}",
+                  file=sys.stderr)
+            return
+        self.fh.close()
+        self.fh = fresh
 
     def close(self) -> None:
         self.fh.flush()
@@ -209,6 +217,8 @@ class SyslogSink:
         self._connect()
 
     def close(self) -> None:
+        """Last delivery attempt whatever the retry timer says; what fails stays spooled."""
+        self.next_retry = 0.0
         self.tick()
         self.close_socket()
 

@@ -65,6 +65,22 @@ def test_bsd_loopback_and_ipv6(tmp_path):
     assert [(r["service"], r["src_ip"]) for r in rows] == [("domain_u", "2001:db8::1")]
 
 
+def test_linux_cooked_v1_and_qinq(tmp_path):
+    from scapy.all import IP, TCP, CookedLinux, Dot1AD, Dot1Q, Ether, wrpcap
+    sll = CookedLinux(proto=0x0800) / IP(src="192.0.2.1", dst="192.0.2.2") / TCP(
+        sport=40000, dport=80, flags="S")
+    sll.time = 1_700_000_000
+    wrpcap(str(tmp_path / "sll.pcap"), [sll], linktype=113)
+    qinq = Ether() / Dot1AD(vlan=100) / Dot1Q(vlan=200) / IP(src="192.0.2.1", dst="192.0.2.2") / TCP(
+        sport=40001, dport=21, flags="S")
+    qinq.time = 1_700_000_000
+    wrpcap(str(tmp_path / "qinq.pcap"), [qinq])
+    rows, ex = extract_file(tmp_path / "sll.pcap")
+    assert [(r["service"], r["flag"]) for r in rows] == [("http", "S0")] and not ex.skipped
+    rows, ex = extract_file(tmp_path / "qinq.pcap")
+    assert [(r["service"], r["flag"]) for r in rows] == [("ftp", "S0")] and not ex.skipped
+
+
 def test_several_files_merge_in_time_order(tmp_path):
     merged = list(read_captures([str(PUBLIC / "zeek_icmp_5-pings.pcap"),
                                  str(PUBLIC / "zeek_http_get.pcap")]))

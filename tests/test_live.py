@@ -68,8 +68,8 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def test_live_capture_notify_flood_and_sigterm(namespaces, tmp_path):
-    shared_dir = Path(tempfile.mkdtemp(prefix="kdd-live-"))  # reachable once we are `nobody`
-    os.chmod(shared_dir, 0o755)
+    shared_dir = Path(tempfile.mkdtemp(prefix="kdd-live-"))  # writable once we are `nobody`
+    os.chmod(shared_dir, 0o777)
     notify_path = shared_dir / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
@@ -84,11 +84,13 @@ def test_live_capture_notify_flood_and_sigterm(namespaces, tmp_path):
             except (TimeoutError, BlockingIOError):
                 return messages
 
-    eve, conns = tmp_path / "eve.json", tmp_path / "connections.csv"
-    cfg = tmp_path / "live.yaml"
-    cfg.write_text(f"user: nobody\nstats: {{interval: 0}}\nalerts:\n  eve:\n    enabled: true\n"
-                   f"    path: {eve}\nconnections_log: {conns}\n")
-    os.chmod(tmp_path, 0o777)
+    eve, conns = shared_dir / "eve.json", shared_dir / "connections.csv"
+    cfg = shared_dir / "live.yaml"
+    metrics_port = 19101
+    config_text = (f"user: nobody\nstats: {{interval: 0, prometheus: '127.0.0.1:{metrics_port}'}}\n"
+                   f"alerts:\n  eve:\n    enabled: true\n    path: {eve}\n"
+                   f"connections_log: {conns}\n")
+    cfg.write_text(config_text)
     env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="1000000",
                PYTHONPATH=str(ROOT))
     sensor = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "sensor.cli",
@@ -104,6 +106,11 @@ def test_live_capture_notify_flood_and_sigterm(namespaces, tmp_path):
         uid = next(line.split()[1] for line in open(f"/proc/{sensor.pid}/status")
                    if line.startswith("Uid:"))
         assert int(uid) == pwd.getpwnam("nobody").pw_uid  # dropped after opening capture
+
+        # logrotate: move the EVE file away, SIGHUP, and the sensor writes a new one.
+        eve.rename(shared_dir / "eve.json.1")
+        sensor.send_signal(signal.SIGHUP)
+        wait_for(eve.exists, 10, "a new EVE file after SIGHUP")
 
         # A connection that stays open (established, never closed) until SIGTERM.
         helpers.append(in_ns(NS_B, f"import socket,time; s=socket.socket(); "
@@ -143,9 +150,36 @@ def test_live_capture_notify_flood_and_sigterm(namespaces, tmp_path):
         assert any(m.startswith("WATCHDOG=1") for m in drain())
         assert any(m.startswith("STATUS=packets") for m in drain())
 
+        def scrape() -> str:
+            text = subprocess.run(
+                ["ip", "netns", "exec", NS_B, sys.executable, "-c",
+                 f"import urllib.request; print(urllib.request.urlopen("
+                 f"'http://127.0.0.1:{metrics_port}/metrics', timeout=5).read().decode())"],
+                capture_output=True, text=True, timeout=30).stdout
+            return text if 'kdd_sensor_alerts_total{class="dos"}' in text else ""
+        metrics = wait_for(scrape, 15, "DoS alerts in /metrics (refreshed every 2 s)")
+        assert "# TYPE kdd_sensor_packets_total counter" in metrics
+        assert "kdd_sensor_kernel_dropped_total" in metrics
+
+        # SIGUSR2 reloads: a bad file is refused and the running configuration kept, a good
+        # one is taken. SIGUSR1 writes the counters to the log.
+        cfg.write_text("model: {batch_size: 0}\n")
+        sensor.send_signal(signal.SIGUSR2)
+        time.sleep(1.0)
+        cfg.write_text(config_text + "model: {confidence: {dos: 0.9}}\n")
+        sensor.send_signal(signal.SIGUSR2)
+        time.sleep(1.0)
+        sensor.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+
         sensor.send_signal(signal.SIGTERM)
         out, err = sensor.communicate(timeout=60)
         assert sensor.returncode == 0, err
+        assert "re-opened output files" in err
+        assert "reload failed, keeping the running configuration" in err
+        assert "model.batch_size" in err
+        assert "reloaded configuration and model" in err
+        assert "stats: packets=" in err
         assert any(m.startswith("STOPPING=1") for m in drain())
         rows = list(csv.DictReader(conns.open()))
         held = [r for r in rows if r["dst_port"] == "8080"]

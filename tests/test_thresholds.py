@@ -1,0 +1,67 @@
+"""Alert volume control: Suricata's limit / threshold / both, tracked per class and address,
+and CIDR suppression, all in packet time."""
+
+from __future__ import annotations
+
+from sensor.thresholds import AlertFilter
+from tests.test_alert_formats import make_alert
+
+
+def alert_at(t: float, cls: str = "dos", src: str = "192.0.2.1", dst: str = "192.0.2.2"):
+    a = make_alert(cls)
+    a.record.emit_ts = t
+    a.record.src_ip, a.record.dst_ip = src, dst
+    return a
+
+
+def allowed(f: AlertFilter, alerts) -> list[bool]:
+    return [f.allow(a) for a in alerts]
+
+
+def test_limit_per_window():
+    f = AlertFilter([{"type": "limit", "track": "by_src", "count": 2, "seconds": 10}], [])
+    got = allowed(f, [alert_at(t) for t in (0, 1, 2, 3, 10.5, 11)])
+    assert got == [True, True, False, False, True, True]  # a new window opens at 10.5
+    assert f.thresholded["dos"] == 2
+
+
+def test_threshold_every_nth():
+    f = AlertFilter([{"type": "threshold", "track": "by_dst", "count": 3, "seconds": 60}], [])
+    assert allowed(f, [alert_at(t) for t in range(7)]) == [False, False, True] * 2 + [False]
+
+
+def test_both_once_after_count():
+    f = AlertFilter([{"type": "both", "track": "by_both", "count": 3, "seconds": 60}], [])
+    assert allowed(f, [alert_at(t) for t in range(6)]) == [False, False, True, False, False,
+                                                           False]
+
+
+def test_tracking_is_per_address_and_per_class():
+    f = AlertFilter([{"type": "limit", "track": "by_src", "count": 1, "seconds": 60}], [])
+    got = allowed(f, [alert_at(0, src="192.0.2.1"), alert_at(1, src="192.0.2.1"),
+                      alert_at(2, src="192.0.2.9"), alert_at(3, cls="probe", src="192.0.2.1")])
+    assert got == [True, False, True, True]
+
+
+def test_by_rule_ignores_addresses():
+    f = AlertFilter([{"type": "limit", "track": "by_rule", "count": 2, "seconds": 60}], [])
+    got = allowed(f, [alert_at(0, src="192.0.2.1"), alert_at(1, src="192.0.2.2"),
+                      alert_at(2, src="192.0.2.3")])
+    assert got == [True, True, False]
+
+
+def test_first_matching_rule_by_class_decides():
+    f = AlertFilter([{"class": "probe", "type": "limit", "track": "by_src", "count": 1,
+                      "seconds": 60}], [])
+    got = allowed(f, [alert_at(0, "probe"), alert_at(1, "probe"), alert_at(2, "dos"),
+                      alert_at(3, "dos")])
+    assert got == [True, False, True, True]  # no rule for dos: everything passes
+
+
+def test_suppress_by_cidr():
+    f = AlertFilter([], [{"cidr": "10.0.0.0/8", "track": "by_src"},
+                         {"cidr": "2001:db8::/32", "track": "by_either", "class": "probe"}])
+    got = allowed(f, [alert_at(0, src="10.1.2.3"), alert_at(1, dst="10.1.2.3"),
+                      alert_at(2, "probe", dst="2001:db8::5"), alert_at(3, "dos", dst="2001:db8::5")])
+    assert got == [False, True, False, True]
+    assert f.suppressed == {"dos": 1, "probe": 1}
