@@ -2,7 +2,7 @@
 # Regenerates pcaps/realtools/*.pcap: real attack tools against real servers, between two
 # network namespaces made here (kdd-atk 10.200.0.1, kdd-srv 10.200.0.2 and .10-.70), captured
 # with tcpdump on the server side. Every flood is bounded by a packet count. Needs root and:
-#   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox lftp \
+#   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox-static lftp \
 #                   curl bind9-dnsutils tcpdump iproute2 python3-scapy|pip scapy
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -82,8 +82,9 @@ EOF
     ip netns exec $SRV vsftpd "$WORK/vsftpd.conf" & echo $! > "$WORK/vsftpd.pid"
     ip netns exec $SRV dnsmasq -k --no-resolv --no-hosts --listen-address=$S --bind-interfaces \
         --address=/example.test/$S --pid-file="$WORK/dnsmasq.pid" &
-    echo "$S:telnet stream tcp nowait root /usr/sbin/telnetd telnetd" > "$WORK/inetd.conf"
-    ip netns exec $SRV inetd -d "$WORK/inetd.conf" >/dev/null 2>&1 & echo $! > "$WORK/inetd.pid"
+    # busybox-static's telnetd: inetutils telnetd under inetd exits during option negotiation
+    # in a namespace, before any login prompt.
+    ip netns exec $SRV busybox telnetd -F -p 23 -b $S -l /bin/login & echo $! > "$WORK/telnetd.pid"
     cat > "$WORK/smtpd.conf" <<EOF
 listen on $S
 action "deliver" mbox

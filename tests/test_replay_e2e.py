@@ -57,32 +57,37 @@ def syslog_classes(lines: list[str]) -> Counter:
     return Counter(re.search(r' class="(\w+)"', line).group(1) for line in lines)
 
 
+# (capture, class, the attacked port when the capture also holds other traffic)
 ATTACKS = [
-    ("synflood.pcap", "dos"),       # hping3 -S --rand-source, 20,000 SYNs at ~25,000/s
-    ("smurf.pcap", "dos"),          # hping3 ICMP echo replies of 1,000 bytes, spoofed sources
-    ("land.pcap", "dos"),           # hping3 with source = destination (address and port)
-    ("teardrop.pcap", "dos"),       # overlapping UDP fragments (scapy: no tool exists)
-    ("portscan.pcap", "probe"),     # nmap -sS -p 1-1000
-    ("icmpsweep.pcap", "probe"),    # nmap -sn -PE over 61 addresses
-    pytest.param("pod.pcap", "dos", marks=pytest.mark.xfail(
+    ("synflood.pcap", "dos", None),     # hping3 -S --rand-source, 20,000 SYNs at ~25,000/s
+    ("smurf.pcap", "dos", None),        # hping3 ICMP echo replies of 1,000 bytes, spoofed sources
+    ("land.pcap", "dos", None),         # hping3 with source = destination (address and port)
+    ("teardrop.pcap", "dos", None),     # overlapping UDP fragments (scapy: no tool exists)
+    ("portscan.pcap", "probe", None),   # nmap -sS -p 1-1000
+    ("icmpsweep.pcap", "probe", None),  # nmap -sn -PE over 61 addresses
+    pytest.param("pod.pcap", "dos", None, marks=pytest.mark.xfail(
         strict=True, reason="NSL-KDD's pod rows are all oversized echo *replies* (ecr_i); an "
         "oversized echo request (eco_i, wrong_fragment 1) was never in training")),
-    pytest.param("ftp_guess.pcap", "r2l", marks=pytest.mark.xfail(
+    pytest.param("ftp_guess.pcap", "r2l", "21", marks=pytest.mark.xfail(
         strict=True, reason="hydra makes 3 attempts per connection (num_failed_logins 3); "
-        "NSL-KDD's guess_passwd rows have exactly 1, and the model splits these rows between "
-        "normal, r2l and u2r")),
+        "NSL-KDD's guess_passwd rows have exactly 1: of 16 connections 7 come out normal, "
+        "4 r2l, 4 u2r, 1 probe")),
+    pytest.param("telnet_guess.pcap", "r2l", "23", marks=pytest.mark.xfail(
+        strict=True, reason="hydra makes 5 attempts per connection; all 8 connections raise "
+        "alerts, but split 4 r2l / 4 u2r, so r2l is not the majority")),
 ]
 
 
-@pytest.mark.parametrize("name, cls", ATTACKS)
-def test_attack_capture_alerts_its_class(rsyslog, tmp_path, name, cls):
+@pytest.mark.parametrize("name, cls, port", ATTACKS)
+def test_attack_capture_alerts_its_class(rsyslog, tmp_path, name, cls, port):
     result = replay(REAL / name, rsyslog, tmp_path)
     classes = syslog_classes(result["syslog"])
     assert classes[cls] > 0, f"no {cls} alert; got {dict(classes)}"
-    predicted = Counter(r["predicted_class"] for r in result["rows"])
-    # The attack's own class dominates what the model says about the capture.
-    assert predicted.most_common(1)[0][0] == cls, dict(predicted)
     assert len(result["syslog"]) == len(result["eve"])  # every alert reached rsyslog
+    rows = [r for r in result["rows"] if port is None or r["dst_port"] == port]
+    predicted = Counter(r["predicted_class"] for r in rows)
+    # The attack's own class is the majority of what the model says about its connections.
+    assert predicted[cls] > len(rows) / 2, dict(predicted)
 
 
 NORMAL = [
