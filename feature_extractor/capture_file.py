@@ -16,7 +16,7 @@ from typing import BinaryIO
 CHUNK = 1 << 22
 MAX_RECORD = 1 << 18  # larger than any snap length in use; beyond it the file is corrupt
 
-Packet = tuple[float, int, bytes]
+Packet = tuple[float, int, bytes]  # (timestamp, link type, frame)
 
 
 class CaptureError(Exception):

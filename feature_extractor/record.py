@@ -79,9 +79,6 @@ class ConnectionRecord:
     orig_frame_bytes: int = 0
     resp_frame_bytes: int = 0
 
-    def feature(self, name: str):
-        return self.features[FEATURE_NAMES.index(name)]
-
     def meta_prefix(self) -> str:
         """The `ts,src_ip,src_port,dst_ip,dst_port,proto` columns of the `--meta` CSV."""
         return (f"{self.ts:.6f},{self.src_ip},{self.src_port},{self.dst_ip},{self.dst_port},"

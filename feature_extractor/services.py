@@ -25,9 +25,6 @@ TCP_SERVICES: dict[int, str] = {
 
 UDP_SERVICES: dict[int, str] = {53: "domain_u", 69: "tftp_u", 123: "ntp_u"}
 
-# Services whose name the extractor may emit; checked against the vocabulary in tests.
-ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY = "eco_i", "ecr_i"
-
 
 def port_service(proto: int, resp_port: int, orig_port: int) -> str:
     """Service of a TCP (6) or UDP (17) connection from its responder port."""

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,6 @@ class TrainConfig:
     class_weight_power: float = 0.5  # weights ~ (n_max / n_class) ** power; 0 turns it off
     train_rows: int | None = None  # a subset, for smoke tests
     out_dir: Path = MODEL_DIR
-    log: list[str] = field(default_factory=list)
 
 
 def _tf():

@@ -10,7 +10,6 @@ Live capture and replay both feed `packet()`; live capture also calls `tick()` w
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter, OrderedDict
 from typing import TextIO
@@ -21,6 +20,7 @@ from feature_extractor.extractor import Extractor
 from feature_extractor.record import CLASSES, FEATURE_NAMES, ConnectionRecord, format_features
 from models.runtime import Classifier
 from sensor.alerts import Alert, probabilities_of
+from sensor.sinks import reopened
 from sensor.thresholds import AlertFilter
 
 CONNECTION_LOG_HEADER = ",".join(
@@ -42,14 +42,7 @@ class ConnectionLog:
                       f"{confidence:.4f},{format_features(r.features)}\n")
 
     def reopen(self) -> None:
-        try:
-            fresh = open(self.path, "a", encoding="utf-8")
-        except OSError as exc:
-            print(f"kdd-sensor: cannot re-open {self.path}, still writing the old file: {exc}",
-                  file=sys.stderr)
-            return
-        self.fh.close()
-        self.fh = fresh
+        self.fh = reopened(self.path, self.fh)
 
     def close(self) -> None:
         self.fh.close()

@@ -18,6 +18,18 @@ from typing import TextIO
 from sensor.alerts import Alert, cef, eve_line, fast, leef, rfc3164, rfc5424
 
 
+def reopened(path: str, fh: TextIO) -> TextIO:
+    """A fresh append handle on `path` after logrotate moved the file; the old one on failure."""
+    try:
+        fresh = open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        print(f"kdd-sensor: cannot re-open {path}, still writing the old file: {exc}",
+              file=sys.stderr)
+        return fh
+    fh.close()
+    return fresh
+
+
 class LineFileSink:
     """One formatted line per alert to a file (appended) or to stdout ('-')."""
 
@@ -41,17 +53,8 @@ class LineFileSink:
         self.fh.flush()
 
     def reopen(self) -> None:
-        """After logrotate moved the file: write to a new one; keep the old if that fails."""
-        if self.fh is sys.stdout:
-            return
-        try:
-            fresh = self._open()
-        except OSError as exc:
-            print(f"kdd-sensor: cannot re-open {self.path}, still writing the old file: {exc}",
-                  file=sys.stderr)
-            return
-        self.fh.close()
-        self.fh = fresh
+        if self.fh is not sys.stdout:
+            self.fh = reopened(self.path, self.fh)
 
     def close(self) -> None:
         self.fh.flush()
