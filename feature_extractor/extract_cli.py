@@ -45,6 +45,18 @@ def extract(paths: list[str], out: TextIO, meta: bool, config: ExtractorConfig |
     return status
 
 
+def peak_rss_mb() -> int:
+    """This process's own peak resident memory (VmHWM; ru_maxrss would count a parent's)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
 def summary(ex: Extractor, elapsed: float) -> str:
     records = sum(ex.connections.values())
     skipped = sum(ex.skipped.values())
@@ -60,5 +72,5 @@ def summary(ex: Extractor, elapsed: float) -> str:
     if ex.table.evicted:
         parts.append(f"evicted {ex.table.evicted}")
     rate = ex.packets / elapsed if elapsed > 0 else 0.0
-    parts.append(f"{elapsed:.2f} s, {rate:,.0f} packets/s")
+    parts.append(f"{elapsed:.2f} s, {rate:,.0f} packets/s, peak RSS {peak_rss_mb()} MB")
     return "extract: " + "; ".join(parts)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import statistics
 import struct
@@ -95,17 +96,19 @@ def spoofed_flood(n: int, rate: float, out: Path, seed: int) -> None:
 
 
 def timed(cmd: list[str]) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (MB) and stderr of a command pinned to one core."""
+    """Wall seconds, peak RSS (MB) and stderr of a command pinned to one core.
+
+    The peak is what the command reports of itself (VmHWM): a forked child's ru_maxrss
+    also counts the pages of this process, which holds the whole capture it built.
+    """
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: os.sched_setaffinity(0, {0}))
-    err = proc.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc = subprocess.run(["taskset", "-c", "0", *cmd], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {err[-2000:]}")
-    return elapsed, usage.ru_maxrss // 1024, err
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-2000:]}")
+    m = re.search(r"peak (?:RSS|memory) (\d+) MB", proc.stderr)
+    return elapsed, int(m.group(1)) if m else 0, proc.stderr
 
 
 def median_of(cmd: list[str], runs: int) -> tuple[float, int, str]:

@@ -18,6 +18,7 @@ import sys
 import time
 
 from feature_extractor.capture_file import CaptureError, open_capture
+from feature_extractor.extract_cli import peak_rss_mb
 from feature_extractor.extractor import Extractor
 from models.runtime import DEFAULT_MODEL, Classifier, ModelError
 from sensor.config import EX_CONFIG, Config, ConfigError, load_config
@@ -263,6 +264,7 @@ def summary_table(pipeline: Pipeline, elapsed: float, first_ts: float | None) ->
     rate = s["packets"] / elapsed if elapsed > 0 else 0.0
     rows.append(("throughput", f"{rate:,.0f} packets/s, {records / max(elapsed, 1e-9):,.0f} "
                                f"connections/s ({elapsed:.2f} s)"))
+    rows.append(("peak memory", f"{peak_rss_mb()} MB resident"))
     width = max(len(k) for k, _ in rows)
     return "kdd-sensor replay summary\n" + "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
