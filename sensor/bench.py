@@ -107,7 +107,7 @@ def timed(cmd: list[str]) -> tuple[float, int, str]:
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr[-2000:]}")
-    m = re.search(r"peak (?:RSS|memory) (\d+) MB", proc.stderr)
+    m = re.search(r"peak (?:RSS|memory)\s+(\d+) MB", proc.stderr)
     return elapsed, int(m.group(1)) if m else 0, proc.stderr
 
 
