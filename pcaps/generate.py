@@ -257,41 +257,35 @@ def ftp_session(user: bytes, ok: bool, port: int, t: float, store: bool = False)
     return s.packets
 
 
-def pop3_session(ok: bool, port: int, t: float) -> list:
-    s = Session(CLIENT, port, SERVER, 110, t=t)
+def dialog(port: int, t: float, service_port: int, lines: list[tuple[str, bytes]]) -> list:
+    """A whole session: handshake, the (side, bytes) exchanges in order, FINs both ways."""
+    s = Session(CLIENT, port, SERVER, service_port, t=t)
     s.handshake()
-    s.server(b"+OK POP3 ready\r\n")
-    s.client(b"USER bob\r\n")
-    s.server(b"+OK\r\n")
-    s.client(b"PASS hunter2\r\n")
-    s.server(b"+OK Logged in.\r\n" if ok else b"-ERR [AUTH] Authentication failed.\r\n")
-    s.client(b"QUIT\r\n")
-    s.server(b"+OK Bye\r\n")
+    for side, data in lines:
+        getattr(s, side)(data)
     s.fin_both()
     return s.packets
+
+
+def pop3_session(ok: bool, port: int, t: float) -> list:
+    return dialog(port, t, 110, [
+        ("server", b"+OK POP3 ready\r\n"), ("client", b"USER bob\r\n"), ("server", b"+OK\r\n"),
+        ("client", b"PASS hunter2\r\n"),
+        ("server", b"+OK Logged in.\r\n" if ok else b"-ERR [AUTH] Authentication failed.\r\n"),
+        ("client", b"QUIT\r\n"), ("server", b"+OK Bye\r\n")])
 
 
 def smtp_session(port: int, t: float) -> list:
-    s = Session(CLIENT, port, SERVER, 25, t=t)
-    s.handshake()
-    s.server(b"220 mail.example.org ESMTP\r\n")
-    s.client(b"HELO client.example.org\r\n")
-    s.server(b"250 mail.example.org\r\n")
-    s.client(b"MAIL FROM:<a@example.org>\r\n")
-    s.server(b"250 2.1.0 Ok\r\n")
-    s.client(b"QUIT\r\n")
-    s.server(b"221 2.0.0 Bye\r\n")
-    s.fin_both()
-    return s.packets
+    return dialog(port, t, 25, [
+        ("server", b"220 mail.example.org ESMTP\r\n"), ("client", b"HELO client.example.org\r\n"),
+        ("server", b"250 mail.example.org\r\n"), ("client", b"MAIL FROM:<a@example.org>\r\n"),
+        ("server", b"250 2.1.0 Ok\r\n"), ("client", b"QUIT\r\n"), ("server", b"221 2.0.0 Bye\r\n")])
 
 
 def http_session(path: bytes, port: int, t: float) -> list:
-    s = Session(CLIENT, port, SERVER, 80, t=t)
-    s.handshake()
-    s.client(b"GET " + path + b" HTTP/1.0\r\nHost: www.example.org\r\nUser-Agent: test\r\n\r\n")
-    s.server(b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhello")
-    s.fin_both()
-    return s.packets
+    return dialog(port, t, 80, [
+        ("client", b"GET " + path + b" HTTP/1.0\r\nHost: www.example.org\r\nUser-Agent: test\r\n\r\n"),
+        ("server", b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhello")])
 
 
 def content_capture() -> list:
