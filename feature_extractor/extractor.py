@@ -52,7 +52,7 @@ class Extractor:
                                      self.config.fragment_timeout)
         self.windows = TrafficWindows(self.config.max_window_hosts)
         self.ftp_sessions: OrderedDict = OrderedDict()  # (client, server) -> control connection
-        self.ftp_expected: OrderedDict = OrderedDict()  # (server, port) -> time announced
+        self.ftp_expected: OrderedDict = OrderedDict()  # (server, port) announced, oldest first
         self.records: list[ConnectionRecord] = []
         self.skipped: Counter = Counter()
         self.packets = 0
@@ -119,7 +119,7 @@ class Extractor:
             else:
                 table.place(c, table.attempt)
             if c.analyzer is not None and c.service == "ftp" and c.analyzer.expected:
-                self._expect_ftp_data(c, ts)
+                self._expect_ftp_data(c)
         else:
             if from_orig:
                 c.orig_bytes += seg.length
@@ -154,8 +154,9 @@ class Extractor:
         if flip:
             src, dst, sport, dport = dst, src, dport, sport
         service = port_service(proto, dport, sport)
-        passive = bool(self.ftp_expected) and self.ftp_expected.pop((dst, dport), None) is not None
+        passive = bool(self.ftp_expected) and (dst, dport) in self.ftp_expected
         if passive:
+            del self.ftp_expected[(dst, dport)]
             service = "ftp_data"  # a passive-mode data connection the control channel announced
         c = Connection(key, proto, src, sport, dst, dport, ts, service, d.version)
         c.role_swap = passive
@@ -169,9 +170,9 @@ class Extractor:
             self._finish(victim)
         return c
 
-    def _expect_ftp_data(self, c: Connection, ts: float) -> None:
+    def _expect_ftp_data(self, c: Connection) -> None:
         for addr, port in c.analyzer.expected:
-            self.ftp_expected[(addr if addr and c.version == 4 else c.resp_addr, port)] = ts
+            self.ftp_expected[(addr if addr and c.version == 4 else c.resp_addr, port)] = None
         c.analyzer.expected.clear()
         while len(self.ftp_expected) > 4096:
             self.ftp_expected.popitem(last=False)
@@ -189,21 +190,17 @@ class Extractor:
         if c.service == "ftp_data" and not content[2] and self._ftp_logged_in(c):
             content = content[:2] + (1,) + content[3:]
         land = int(c.orig_addr == c.resp_addr and c.orig_port == c.resp_port)
+        orig = (c.orig_addr, c.orig_port, c.orig_bytes, c.orig_pkts, c.orig_frame_bytes)
+        resp = (c.resp_addr, c.resp_port, c.resp_bytes, c.resp_pkts, c.resp_frame_bytes)
         if c.role_swap:
             # NSL-KDD's ftp_data is active mode: the server opens it and the file is src_bytes.
             # A passive-mode data connection is recorded as that active-mode connection would be.
-            basic = [int(c.last - c.start), PROTO_NAMES[proto], c.service,
-                     SWAPPED_FLAGS.get(flag, flag), c.resp_bytes, c.orig_bytes, land,
-                     c.wrong_fragment, c.urgent]
-            self._emit(c.start, c.last, c.resp_addr, c.resp_port, c.orig_addr, c.orig_port,
-                       proto, c.version, basic, content, c.resp_pkts, c.orig_pkts,
-                       c.resp_frame_bytes, c.orig_frame_bytes)
-            return
-        basic = [int(c.last - c.start), PROTO_NAMES[proto], c.service, flag, c.orig_bytes,
-                 c.resp_bytes, land, c.wrong_fragment, c.urgent]
-        self._emit(c.start, c.last, c.orig_addr, c.orig_port, c.resp_addr, c.resp_port, proto,
-                   c.version, basic, content, c.orig_pkts, c.resp_pkts, c.orig_frame_bytes,
-                   c.resp_frame_bytes)
+            orig, resp = resp, orig
+            flag = SWAPPED_FLAGS.get(flag, flag)
+        basic = [int(c.last - c.start), PROTO_NAMES[proto], c.service, flag, orig[2], resp[2],
+                 land, c.wrong_fragment, c.urgent]
+        self._emit(c.start, c.last, orig[0], orig[1], resp[0], resp[1], proto, c.version, basic,
+                   content, orig[3], resp[3], orig[4], resp[4])
 
     def _ftp_logged_in(self, c: Connection) -> bool:
         """A data connection belongs to a logged-in FTP session between the same two hosts."""

@@ -101,17 +101,14 @@ class Pipeline:
         self.extractor.finish()
         self._collect()
         self.flush()
-        for sink in self.sinks:
-            sink.tick()
 
     def _collect(self) -> None:
         if not self.pending:
             self.pending_since = time.monotonic()
         cnt = self.packets
         self.pending.extend((r, cnt) for r in self.extractor.drain())
-        if len(self.pending) >= self.batch_size:
-            self.flush()
-        elif time.monotonic() - self.pending_since >= self.flush_seconds:
+        if (len(self.pending) >= self.batch_size
+                or time.monotonic() - self.pending_since >= self.flush_seconds):
             self.flush()
 
     # -- classification -----------------------------------------------------------------------

@@ -144,3 +144,16 @@ def test_payload_bytes_agree_with_pyshark():
             sent[(pkt.ip.src, int(pkt.tcp.srcport))] += int(pkt.tcp.len)
     assert row["src_bytes"] == sent[(row["src_ip"], row["src_port"])]
     assert row["dst_bytes"] == sent[(row["dst_ip"], row["dst_port"])]
+
+
+def test_passive_ftp_data_recorded_as_active_mode():
+    rows, _ = extract_file(PUBLIC.parent / "realtools" / "normal_ftp.pcap")
+    data = [r for r in rows if r["service"] == "ftp_data"]
+    # lftp: 3 anonymous sessions, each a listing, README (7 bytes) and a 200,000-byte file, all
+    # over passive mode (227 replies) to ephemeral server ports.
+    assert len(data) == 9 and not [r for r in rows if r["service"] in ("other", "private")]
+    # As NSL-KDD's active-mode transfers: the server (10.200.0.2) is the originator and the
+    # file is src_bytes; the data connection inherits the control session's login.
+    assert {r["src_ip"] for r in data} == {"10.200.0.2"}
+    assert sorted(r["src_bytes"] for r in data).count(200000) == 3
+    assert all(r["dst_bytes"] == 0 and r["flag"] == "SF" and r["logged_in"] == 1 for r in data)
