@@ -8,7 +8,8 @@ DEMO := pcaps/demo.pcap
 
 install: $(BIN)/kdd-sensor
 
-$(BIN)/kdd-sensor: pyproject.toml
+$(BIN)/kdd-sensor: pyproject.toml feature_extractor/_kernel.c
+	PY=$(PY) bash packaging/system-deps.sh build
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e .
@@ -18,7 +19,7 @@ run: install
 	$(BIN)/kdd-sensor replay $(DEMO) -c packaging/demo.yaml
 
 system-deps:
-	bash packaging/system-deps.sh
+	PY=$(PY) bash packaging/system-deps.sh
 
 $(VENV)/.test-deps: pyproject.toml $(BIN)/kdd-sensor
 	$(BIN)/pip install -q -e '.[test,train,systemd]'

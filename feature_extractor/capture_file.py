@@ -10,7 +10,8 @@ from __future__ import annotations
 import heapq
 import struct
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 CHUNK = 1 << 22
@@ -56,15 +57,9 @@ class _Buffer:
 
 def open_capture(path: str) -> Iterator[Packet]:
     """Packets of one capture file, or of stdin when path is '-'."""
-    if path == "-":
-        yield from _read(sys.stdin.buffer, "<stdin>")
-        return
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise CaptureError(path, exc.strerror or str(exc)) from None
-    with fh:
-        yield from _read(fh, path)
+    with _opened(path) as fh:
+        buf, kind = _start(fh, path)
+        yield from (_read_pcap(buf, path) if kind == "pcap" else _read_pcapng(buf, path))
 
 
 def read_captures(paths: Iterable[str]) -> Iterator[Packet]:
@@ -75,42 +70,90 @@ def read_captures(paths: Iterable[str]) -> Iterator[Packet]:
     return heapq.merge(*(open_capture(p) for p in paths), key=lambda p: p[0])
 
 
-def _read(fh: BinaryIO, path: str) -> Iterator[Packet]:
+def feed_captures(paths: Iterable[str], packet: Callable[[float, int, bytes], object],
+                  feed_pcap: Callable[[bytes, int, bool, bool, int], int] | None) -> None:
+    """Every packet of the captures, in timestamp order, to a consumer.
+
+    One classic pcap file goes in whole buffers to `feed_pcap(buf, pos, little, nano,
+    linktype)`, which takes every complete record from pos and returns the position after
+    them (the compiled path: no Python object per packet); anything else goes packet by
+    packet to `packet(ts, linktype, frame)`.
+    """
+    paths = list(paths)
+    if len(paths) != 1 or feed_pcap is None:
+        for ts, linktype, frame in read_captures(paths):
+            packet(ts, linktype, frame)
+        return
+    path = paths[0]
+    with _opened(path) as fh:
+        buf, kind = _start(fh, path)
+        if kind == "pcapng":
+            for ts, linktype, frame in _read_pcapng(buf, path):
+                packet(ts, linktype, frame)
+            return
+        little, nano, linktype, unpack, _ = _pcap_header(buf, path)
+        while True:
+            buf.pos = feed_pcap(buf.buf, buf.pos, little, nano, linktype)
+            if _next_pcap_record(buf, path, unpack) is None:
+                return
+
+
+@contextmanager
+def _opened(path: str) -> Iterator[BinaryIO]:
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise CaptureError(path, exc.strerror or str(exc)) from None
+    with fh:
+        yield fh
+
+
+def _start(fh: BinaryIO, path: str) -> tuple[_Buffer, str]:
     head = fh.read(4)
     if len(head) < 4:
         raise CaptureError(path, "empty or too short to be a capture file")
-    buf = _Buffer(fh, head)
-    magic = head
-    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        yield from _read_pcap(buf, path)
-    elif magic == b"\x0a\x0d\x0d\x0a":
-        yield from _read_pcapng(buf, path)
-    else:
-        raise CaptureError(path, "not a pcap or pcapng file (unknown magic number)")
+    if head in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
+        return _Buffer(fh, head), "pcap"
+    if head == b"\x0a\x0d\x0d\x0a":
+        return _Buffer(fh, head), "pcapng"
+    raise CaptureError(path, "not a pcap or pcapng file (unknown magic number)")
 
 
-def _read_pcap(buf: _Buffer, path: str) -> Iterator[Packet]:
+def _pcap_header(buf: _Buffer, path: str):
     if not buf.fill(24):
         raise CaptureError(path, "truncated pcap file header")
     little = buf.buf[0] in (0xD4, 0x4D)
     nano = buf.buf[1] == 0x3C
     e = "<" if little else ">"
-    linktype = struct.unpack_from(e + "I", buf.buf, 20)[0]
-    linktype &= 0x0FFFFFFF
+    linktype = struct.unpack_from(e + "I", buf.buf, 20)[0] & 0x0FFFFFFF
     buf.pos = 24
-    rec = struct.Struct(e + "IIII")
-    unpack = rec.unpack_from
-    scale = 1e-9 if nano else 1e-6
+    return little, nano, linktype, struct.Struct(e + "IIII").unpack_from, 1e-9 if nano else 1e-6
+
+
+def _next_pcap_record(buf: _Buffer, path: str, unpack) -> tuple | None:
+    """The header of the record at pos, with the whole record buffered; None at a clean end."""
+    if not buf.fill(16):
+        if len(buf.buf) - buf.pos:
+            raise CaptureError(path, f"truncated packet header at byte {buf.at()}")
+        return None
+    header = unpack(buf.buf, buf.pos)
+    if header[2] > MAX_RECORD:
+        raise CaptureError(path, f"corrupt packet record (length {header[2]}) at byte {buf.at()}")
+    if not buf.fill(16 + header[2]):
+        raise CaptureError(path, f"truncated packet data at byte {buf.at()}")
+    return header
+
+
+def _read_pcap(buf: _Buffer, path: str) -> Iterator[Packet]:
+    _, _, linktype, unpack, scale = _pcap_header(buf, path)
     while True:
-        if not buf.fill(16):
-            if len(buf.buf) - buf.pos:
-                raise CaptureError(path, f"truncated packet header at byte {buf.at()}")
+        header = _next_pcap_record(buf, path, unpack)
+        if header is None:
             return
-        sec, frac, incl, _orig = unpack(buf.buf, buf.pos)
-        if incl > MAX_RECORD:
-            raise CaptureError(path, f"corrupt packet record (length {incl}) at byte {buf.at()}")
-        if not buf.fill(16 + incl):
-            raise CaptureError(path, f"truncated packet data at byte {buf.at()}")
+        sec, frac, incl, _orig = header
         start = buf.pos + 16
         buf.pos = start + incl
         yield sec + frac * scale, linktype, buf.buf[start:start + incl]

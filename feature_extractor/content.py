@@ -35,6 +35,10 @@ HTTP_SYSTEM = re.compile(rb"(?i)/etc/|/bin/|passwd|cmd\.exe|\.\./|%2e%2e|/proc/s
 HTTP_INJECTION = re.compile(rb"(?i)union(?:\s|%20|\+|/\*\*/)+select|<script|%3cscript|'\s*or\s*'?\d|"
                             rb";\s*(?:cat|ls|id|wget|curl)\b|\$\{jndi:")
 HTTP_SLASHES = re.compile(rb"/{100,}")
+HTTP_METHODS = frozenset((b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH",
+                          b"TRACE", b"CONNECT"))
+REQUEST_START = re.compile(rb"\n(?:" + b"|".join(sorted(HTTP_METHODS)) + rb")[ \r\n]")
+STATUS_START = re.compile(rb"\nHTTP/")
 
 
 @dataclass(slots=True)
@@ -66,26 +70,33 @@ NO_CONTENT = ContentFeatures().values()
 class Analyzer:
     """Line-oriented base: splits each direction into lines and hands them to subclasses."""
 
-    line_ends = b"\n"
-
     def __init__(self) -> None:
         self.f = ContentFeatures()
         self._pending = {True: b"", False: b""}
         self._seen = {True: 0, False: 0}
 
-    def data(self, from_orig: bool, payload: bytes) -> None:
+    def data(self, from_orig: bool, payload: bytes) -> bool:
+        """Take the next in-order bytes of one direction; False once that direction is full."""
         room = PAYLOAD_LIMIT - self._seen[from_orig]
         if room <= 0 or not payload:
-            return
+            return room > 0
         payload = self.clean(payload[:room])
         self._seen[from_orig] += len(payload)
-        buf = self._pending[from_orig] + payload
-        parts = re.split(b"[" + re.escape(self.line_ends) + b"]", buf)
-        self._pending[from_orig] = parts.pop()
+        rest = self._pending[from_orig] = self.lines(from_orig, self._pending[from_orig] + payload)
+        if rest:
+            self.partial(from_orig, rest)
+        return self._seen[from_orig] < PAYLOAD_LIMIT
+
+    def lines(self, from_orig: bool, buf: bytes) -> bytes:
+        """Hand each complete line of buf to line(); return the unterminated tail."""
+        parts = self.split(buf)
+        rest = parts.pop()
         for line in parts:
             self.line(from_orig, line.rstrip(b"\r"), complete=True)
-        if self._pending[from_orig]:
-            self.partial(from_orig, self._pending[from_orig])
+        return rest
+
+    def split(self, buf: bytes) -> list[bytes]:
+        return buf.split(b"\n")
 
     def clean(self, payload: bytes) -> bytes:
         return payload
@@ -125,7 +136,6 @@ def command_indicators(f: ContentFeatures, cmd: bytes, as_root: bool) -> None:
 class InteractiveAnalyzer(Analyzer):
     """telnet and rlogin: prompts and replies from the server, keystrokes from the client."""
 
-    line_ends = b"\r\n"
 
     def __init__(self) -> None:
         super().__init__()
@@ -134,6 +144,9 @@ class InteractiveAnalyzer(Analyzer):
         self.prompted = False      # a login or password prompt has been seen
         self.root_prompt = False
         self.seen_tail = b""       # an unterminated prompt already acted on
+
+    def split(self, buf: bytes) -> list[bytes]:
+        return buf.replace(b"\r", b"\n").split(b"\n")  # a bare CR ends a line too
 
     def clean(self, payload: bytes) -> bytes:
         return strip_telnet(payload).replace(b"\x00", b"")
@@ -203,13 +216,13 @@ class RshAnalyzer(Analyzer):
         self.user = b""
         self.answered = False
 
-    def data(self, from_orig: bool, payload: bytes) -> None:
+    def data(self, from_orig: bool, payload: bytes) -> bool:
         if from_orig and not self.user and b"\x00" in payload:
             fields = [f for f in payload.split(b"\x00") if f]
             if len(fields) >= 2:
                 self.user = fields[-3].lower() if len(fields) >= 3 else fields[0].lower()
                 command_indicators(self.f, fields[-1], self.user in HOST_LOGINS)
-            return
+            return True
         if not from_orig and not self.answered and payload:
             self.answered = True
             if payload[:1] == b"\x00":
@@ -217,6 +230,7 @@ class RshAnalyzer(Analyzer):
                 self.f.is_host_login = int(self.user in HOST_LOGINS)
             else:
                 self.f.num_failed_logins += 1
+        return True
 
     def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
         return None
@@ -304,6 +318,11 @@ class MailboxAnalyzer(Analyzer):
 class SmtpAnalyzer(Analyzer):
     """A session the server accepted (250 to HELO/EHLO/MAIL) is logged in; 535 is a failed AUTH."""
 
+    def lines(self, from_orig: bool, buf: bytes) -> bytes:
+        if from_orig:  # nothing the client sends counts: skip its lines (and message bodies)
+            return buf[buf.rfind(b"\n") + 1:]
+        return super().lines(from_orig, buf)
+
     def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
         if from_orig:
             return
@@ -316,6 +335,16 @@ class SmtpAnalyzer(Analyzer):
 class HttpAnalyzer(Analyzer):
     """An answered request is a logged-in session; suspicious requests are hot."""
 
+    def lines(self, from_orig: bool, buf: bytes) -> bytes:
+        # Only request and status lines count: candidates are found without visiting every
+        # header and body line, and line() checks each.
+        end = buf.rfind(b"\n") + 1
+        text = b"\n" + buf[:end]  # complete lines, each after a newline
+        for m in (REQUEST_START if from_orig else STATUS_START).finditer(text):
+            stop = text.index(b"\n", m.start() + 1)
+            self.line(from_orig, text[m.start() + 1:stop].rstrip(b"\r"), complete=True)
+        return buf[end:]
+
     def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
         if not from_orig:
             if line.startswith(b"HTTP/") and len(line) >= 12:
@@ -323,8 +352,7 @@ class HttpAnalyzer(Analyzer):
                 if line[9:12] == b"401":
                     self.f.num_failed_logins += 1
             return
-        if line[:8].split(b" ", 1)[0] not in (b"GET", b"POST", b"HEAD", b"PUT", b"DELETE",
-                                               b"OPTIONS", b"PATCH", b"TRACE", b"CONNECT"):
+        if line[:8].split(b" ", 1)[0] not in HTTP_METHODS:
             return
         if HTTP_SLASHES.search(line):
             self.f.hot += 2

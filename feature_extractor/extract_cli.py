@@ -6,18 +6,11 @@ import sys
 import time
 from typing import TextIO
 
-from feature_extractor.capture_file import CaptureError, read_captures
+from feature_extractor.capture_file import CaptureError, feed_captures
 from feature_extractor.extractor import Extractor, ExtractorConfig
-from feature_extractor.record import FEATURE_NAMES, META_COLUMNS, ConnectionRecord, format_features
+from feature_extractor.record import FEATURE_NAMES, META_COLUMNS
 
-
-def write_records(records: list[ConnectionRecord], out: TextIO, meta: bool) -> None:
-    if meta:
-        lines = [r.meta_prefix() + "," + format_features(r.features) for r in records]
-    else:
-        lines = [format_features(r.features) for r in records]
-    if lines:
-        out.write("\n".join(lines) + "\n")
+PENDING_ROWS = 4096  # rows held before a write on the packet-by-packet path
 
 
 def extract(paths: list[str], out: TextIO, meta: bool, config: ExtractorConfig | None = None,
@@ -26,19 +19,26 @@ def extract(paths: list[str], out: TextIO, meta: bool, config: ExtractorConfig |
     ex = Extractor(config)
     if meta:
         out.write(",".join(META_COLUMNS + FEATURE_NAMES) + "\n")
+
+    def packet(ts: float, linktype: int, frame: bytes) -> None:
+        ex.packet(ts, linktype, frame)
+        if ex.records >= PENDING_ROWS:
+            out.write(ex.drain_csv(meta))
+
+    def feed_pcap(buf: bytes, pos: int, little: bool, nano: bool, linktype: int) -> int:
+        pos = ex.feed_pcap(buf, pos, little, nano, linktype)
+        out.write(ex.drain_csv(meta))
+        return pos
+
     started = time.perf_counter()
     status = 0
-    packet = ex.packet
     try:
-        for n, (ts, linktype, frame) in enumerate(read_captures(paths)):
-            packet(ts, linktype, frame)
-            if n & 0x3FFF == 0 and ex.records:
-                write_records(ex.drain(), out, meta)
+        feed_captures(paths, packet, feed_pcap)
     except CaptureError as exc:
         print(f"kdd-sensor: error: {exc}", file=err)
         status = 1
     ex.finish()
-    write_records(ex.drain(), out, meta)
+    out.write(ex.drain_csv(meta))
     out.flush()
     elapsed = time.perf_counter() - started
     print(summary(ex, elapsed), file=err)

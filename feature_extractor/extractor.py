@@ -1,38 +1,39 @@
 """Packets in, finished connection records with their 41 features out.
 
-    frame -> decode.ip_datagram -> fragments.Reassembler -> decode.transport
-          -> conntrack (TCP states, bytes, content analyzers) -> windows -> ConnectionRecord
+    frame -> decode -> [fragments.Reassembler] -> connection table (TCP states, bytes,
+          content analyzers) -> 2 s and host windows -> ConnectionRecord / CSV row
 
-`packet()` takes one frame; finished records collect in `records` for the caller to drain.
+The per-packet and per-record path is compiled (`_kernel.c`); Python keeps what is rare or
+protocol-specific: fragment reassembly, the content analyzers and FTP's control/data pairing,
+reached from the kernel through `_Hooks`. `packet()` takes one frame, `feed_pcap()` a buffer of
+classic pcap records; finished records wait in the kernel until `drain()` or `drain_csv()`.
 Time is packet time: `advance()` moves it on a quiet live link, `finish()` flushes everything.
 """
 
 from __future__ import annotations
 
-import socket
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from feature_extractor.conntrack import (
-    ACK,
-    SYN,
-    WELL_KNOWN,
-    Connection,
-    ConnectionTable,
-    Timeouts,
-    tcp_update,
-)
-from feature_extractor.content import NO_CONTENT
-from feature_extractor.decode import ip_datagram, transport
-from feature_extractor.fragments import Reassembler
-from feature_extractor.record import ConnectionRecord
-from feature_extractor.services import TCP_SERVICES, UDP_SERVICES, icmp_service, port_service
-from feature_extractor.windows import TrafficWindows
+from feature_extractor._kernel import Kernel
+from feature_extractor.content import ANALYZERS, NO_CONTENT, FtpAnalyzer
+from feature_extractor.fragments import IPDatagram, Reassembler
+from feature_extractor.record import SERVICES, ConnectionRecord
+from feature_extractor.services import TCP_SERVICES, UDP_SERVICES
 
-SWEEP_INTERVAL = 0.1
-PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
-SWAPPED_FLAGS = {"RSTO": "RSTR", "RSTR": "RSTO", "S2": "S3", "S3": "S2", "SH": "SHR",
-                 "SHR": "SH", "RSTOS0": "RSTRH", "RSTRH": "RSTOS0"}
+# icmp_service's name for ICMP types NSL-KDD never shows (the encoding maps it to all zeros).
+SERVICE_NAMES = (*SERVICES, "oth_i")
+FTP_MEMORY = 4096  # FTP control sessions and announced data endpoints remembered
+
+
+@dataclass
+class Timeouts:
+    """Idle timeouts in seconds of packet time."""
+
+    tcp_attempt: float = 1.0     # no reply yet: a lone SYN becomes S0 after this long
+    tcp_established: float = 300.0
+    tcp_closed: float = 1.0      # after RST or both FINs, for the last ACKs and retransmissions
+    udp: float = 10.0
 
 
 @dataclass
@@ -44,196 +45,151 @@ class ExtractorConfig:
     max_window_hosts: int = 65536
 
 
+class _TableStats:
+    """The connection table's counters, as the sensor's stats read them."""
+
+    def __init__(self, kernel: Kernel):
+        self._kernel = kernel
+
+    def __len__(self) -> int:
+        return self._kernel.stats()["active"]
+
+    @property
+    def evicted(self) -> int:
+        return self._kernel.stats()["evicted"]
+
+    @property
+    def expired(self) -> dict:
+        return self._kernel.stats()["expired"]
+
+
+class _Hooks:
+    """What the kernel asks of Python: fragments, FTP sessions, content features."""
+
+    def __init__(self, fragments: Reassembler):
+        self.fragments = fragments
+        self.kernel: Kernel | None = None
+        self.ftp_sessions: OrderedDict = OrderedDict()  # (client, server) -> control analyzer
+        self.ftp_expected: OrderedDict = OrderedDict()  # (server, port) announced, oldest first
+
+    def expire_fragments(self, now: float) -> None:
+        self.fragments.expire(now)
+        self.kernel.set_fragments_pending(bool(self.fragments.pending))
+
+    def ftp_control(self, client: bytes, server: bytes) -> FtpAnalyzer:
+        analyzer = FtpAnalyzer()
+        self.ftp_sessions[(client, server)] = analyzer
+        if len(self.ftp_sessions) > FTP_MEMORY:
+            self.ftp_sessions.popitem(last=False)
+        return analyzer
+
+    def ftp_payload(self, analyzer: FtpAnalyzer, from_orig: bool, payload: bytes,
+                    server: bytes, version: int) -> bool:
+        more = analyzer.data(from_orig, payload)
+        if analyzer.expected:
+            for addr, port in analyzer.expected:
+                self.ftp_expected[(addr if addr and version == 4 else server, port)] = None
+            analyzer.expected.clear()
+            while len(self.ftp_expected) > FTP_MEMORY:
+                self.ftp_expected.popitem(last=False)
+            self.kernel.set_ftp_expected(len(self.ftp_expected))
+        return more
+
+    def take_expected(self, server: bytes, port: int) -> bool:
+        """A new connection to an endpoint a PASV/EPSV reply announced is passive ftp_data."""
+        if (server, port) not in self.ftp_expected:
+            return False
+        del self.ftp_expected[(server, port)]
+        self.kernel.set_ftp_expected(len(self.ftp_expected))
+        return True
+
+    def content(self, analyzer, ftp_data: bool, orig: bytes, resp: bytes) -> tuple:
+        values = analyzer.result().values() if analyzer is not None else NO_CONTENT
+        if ftp_data and not values[2] and self._ftp_logged_in(orig, resp):
+            values = values[:2] + (1,) + values[3:]
+        return values
+
+    def _ftp_logged_in(self, a: bytes, b: bytes) -> bool:
+        """A data connection belongs to a logged-in FTP session between the same two hosts."""
+        for pair in ((a, b), (b, a)):
+            control = self.ftp_sessions.get(pair)
+            if control is not None and control.f.logged_in:
+                return True
+        return False
+
+
 class Extractor:
     def __init__(self, config: ExtractorConfig | None = None):
-        self.config = config or ExtractorConfig()
-        self.table = ConnectionTable(self.config.timeouts, self.config.max_connections)
-        self.fragments = Reassembler(self.config.max_fragmented_datagrams,
-                                     self.config.fragment_timeout)
-        self.windows = TrafficWindows(self.config.max_window_hosts)
-        self.ftp_sessions: OrderedDict = OrderedDict()  # (client, server) -> control connection
-        self.ftp_expected: OrderedDict = OrderedDict()  # (server, port) announced, oldest first
-        self.records: list[ConnectionRecord] = []
-        self.skipped: Counter = Counter()
-        self.packets = 0
-        self.bytes = 0
-        self.connections = Counter()  # records by protocol
-        self.now = float("-inf")
-        self.next_sweep = float("-inf")
+        self.config = cfg = config or ExtractorConfig()
+        t = cfg.timeouts
+        self.fragments = Reassembler(cfg.max_fragmented_datagrams, cfg.fragment_timeout)
+        self._hooks = _Hooks(self.fragments)
+        index = {name: i for i, name in enumerate(SERVICE_NAMES)}
+        self._kernel = Kernel(
+            (t.tcp_attempt, t.tcp_established, t.tcp_closed, t.udp), cfg.max_connections,
+            cfg.max_window_hosts, SERVICE_NAMES,
+            {port: index[name] for port, name in TCP_SERVICES.items()},
+            {port: index[name] for port, name in UDP_SERVICES.items()},
+            tuple(ANALYZERS.get(name) for name in SERVICE_NAMES), self._hooks, ConnectionRecord)
+        self._hooks.kernel = self._kernel
+        self.table = _TableStats(self._kernel)
+        self.drain = self._kernel.drain
+        self.drain_csv = self._kernel.drain_csv
+        self.advance = self._kernel.advance
 
     # -- input ---------------------------------------------------------------------------------
 
     def packet(self, ts: float, linktype: int, frame: bytes) -> None:
-        self.packets += 1
-        self.bytes += len(frame)
-        if ts > self.now:
-            self.now = ts
-            if ts >= self.next_sweep:
-                self._sweep(ts)
-        d = ip_datagram(linktype, frame)
-        if d.__class__ is str:
-            self.skipped[d] += 1
-            return
-        wrong = 0
-        if d.more_fragments or d.frag_offset:
-            whole = self.fragments.add(ts, d)
-            if whole is None:
-                return
-            d, wrong = whole
-        seg = transport(d.proto, d.payload, d.payload_len)
-        if seg.__class__ is str:
-            self.skipped[seg] += 1
-            return
-        proto = d.proto
-        if proto == 1 or proto == 58:
-            self._icmp(ts, d, seg, wrong, len(frame))
-            return
-        src, dst, sport, dport = d.src, d.dst, seg.sport, seg.dport
-        if src < dst or (src == dst and sport <= dport):
-            key = (proto, src, sport, dst, dport)
-        else:
-            key = (proto, dst, dport, src, sport)
-        table = self.table
-        c = table.table.get(key)
-        if c is not None and proto == 6 and c.queue is table.closed and seg.flags & (SYN | ACK) == SYN:
-            table.remove(c)
-            self._finish(c)
-            c = None
-        if c is None:
-            c = self._new_connection(key, ts, d, seg)
-        from_orig = src == c.orig_addr and sport == c.orig_port
-        c.last = ts
-        if from_orig:
-            c.orig_pkts += 1
-            c.orig_frame_bytes += len(frame)
-        else:
-            c.resp_pkts += 1
-            c.resp_frame_bytes += len(frame)
-        if wrong:
-            c.wrong_fragment = min(3, c.wrong_fragment + wrong)
-        if proto == 6:
-            if tcp_update(c, from_orig, seg.flags, seg.seq, seg.payload, seg.length):
-                table.place(c, table.closed)
-            elif c.resp_pkts:
-                table.place(c, table.established)
-            else:
-                table.place(c, table.attempt)
-            if c.analyzer is not None and c.service == "ftp" and c.analyzer.expected:
-                self._expect_ftp_data(c)
-        else:
-            if from_orig:
-                c.orig_bytes += seg.length
-            else:
-                c.resp_bytes += seg.length
-            table.place(c, table.udp)
+        fragment = self._kernel.packet(ts, linktype, frame)
+        if fragment is not None:
+            self._fragment(ts, len(frame), fragment)
 
-    def advance(self, now: float) -> None:
-        """Move packet time forward without a packet (a quiet live link)."""
-        if now > self.now:
-            self.now = now
-            self._sweep(now)
+    def feed_pcap(self, buf: bytes, pos: int, little: bool, nano: bool, linktype: int) -> int:
+        """Every complete record of a classic pcap buffer from pos; the position after them."""
+        while True:
+            pos, fragment = self._kernel.feed_pcap(buf, pos, little, nano, linktype)
+            if fragment is None:
+                return pos
+            self._fragment(*fragment)
 
     def finish(self) -> None:
         """End of input: every open connection becomes a record."""
-        for c in self.table.drain():
-            self._finish(c)
+        self._kernel.finish()
 
-    def drain(self) -> list[ConnectionRecord]:
-        out, self.records = self.records, []
-        return out
+    def _fragment(self, ts: float, frame_len: int, fields: tuple) -> None:
+        whole = self.fragments.add(ts, IPDatagram(*fields))
+        self._kernel.set_fragments_pending(bool(self.fragments.pending))
+        if whole is not None:
+            d, wrong = whole
+            self._kernel.datagram(ts, d.version, d.proto, d.src, d.dst, d.payload, d.payload_len,
+                                  wrong, frame_len)
 
-    # -- connections ---------------------------------------------------------------------------
+    # -- counters ------------------------------------------------------------------------------
 
-    def _new_connection(self, key, ts: float, d, seg) -> Connection:
-        src, dst, sport, dport = d.src, d.dst, seg.sport, seg.dport
-        proto = d.proto
-        if proto == 6 and seg.flags & SYN:
-            flip = bool(seg.flags & ACK)  # a SYN-ACK comes from the responder
-        else:
-            flip = _is_service_port(proto, sport) and not _is_service_port(proto, dport)
-        if flip:
-            src, dst, sport, dport = dst, src, dport, sport
-        service = port_service(proto, dport, sport)
-        passive = bool(self.ftp_expected) and (dst, dport) in self.ftp_expected
-        if passive:
-            del self.ftp_expected[(dst, dport)]
-            service = "ftp_data"  # a passive-mode data connection the control channel announced
-        c = Connection(key, proto, src, sport, dst, dport, ts, service, d.version)
-        c.role_swap = passive
-        if c.service == "ftp":
-            self.ftp_sessions[(src, dst)] = c
-            if len(self.ftp_sessions) > 4096:
-                self.ftp_sessions.popitem(last=False)
-        queue = self.table.attempt if proto == 6 else self.table.udp
-        victim = self.table.add(c, queue)
-        if victim is not None:
-            self._finish(victim)
-        return c
+    @property
+    def records(self) -> int:
+        """Finished records waiting to be drained."""
+        return self._kernel.pending()
 
-    def _expect_ftp_data(self, c: Connection) -> None:
-        for addr, port in c.analyzer.expected:
-            self.ftp_expected[(addr if addr and c.version == 4 else c.resp_addr, port)] = None
-        c.analyzer.expected.clear()
-        while len(self.ftp_expected) > 4096:
-            self.ftp_expected.popitem(last=False)
+    @property
+    def packets(self) -> int:
+        return self._kernel.packets
 
-    def _sweep(self, now: float) -> None:
-        self.next_sweep = now + SWEEP_INTERVAL
-        self.fragments.expire(now)
-        for c in self.table.expire(now):
-            self._finish(c)
+    @property
+    def bytes(self) -> int:
+        return self._kernel.stats()["bytes"]
 
-    def _finish(self, c: Connection) -> None:
-        proto = c.proto
-        flag = c.tcp_flag() if proto == 6 else "SF"
-        content = c.analyzer.result().values() if c.analyzer is not None else NO_CONTENT
-        if c.service == "ftp_data" and not content[2] and self._ftp_logged_in(c):
-            content = content[:2] + (1,) + content[3:]
-        land = int(c.orig_addr == c.resp_addr and c.orig_port == c.resp_port)
-        orig = (c.orig_addr, c.orig_port, c.orig_bytes, c.orig_pkts, c.orig_frame_bytes)
-        resp = (c.resp_addr, c.resp_port, c.resp_bytes, c.resp_pkts, c.resp_frame_bytes)
-        if c.role_swap:
-            # NSL-KDD's ftp_data is active mode: the server opens it and the file is src_bytes.
-            # A passive-mode data connection is recorded as that active-mode connection would be.
-            orig, resp = resp, orig
-            flag = SWAPPED_FLAGS.get(flag, flag)
-        basic = [int(c.last - c.start), PROTO_NAMES[proto], c.service, flag, orig[2], resp[2],
-                 land, c.wrong_fragment, c.urgent]
-        self._emit(c.start, c.last, orig[0], orig[1], resp[0], resp[1], proto, c.version, basic,
-                   content, orig[3], resp[3], orig[4], resp[4])
+    @property
+    def first_ts(self) -> float | None:
+        """Time of the first packet, None before any."""
+        ts = self._kernel.stats()["first_ts"]
+        return None if ts != ts else ts
 
-    def _ftp_logged_in(self, c: Connection) -> bool:
-        """A data connection belongs to a logged-in FTP session between the same two hosts."""
-        for pair in ((c.orig_addr, c.resp_addr), (c.resp_addr, c.orig_addr)):
-            control = self.ftp_sessions.get(pair)
-            if control is not None and control.analyzer is not None and control.analyzer.f.logged_in:
-                return True
-        return False
+    @property
+    def skipped(self) -> Counter:
+        return Counter(self._kernel.stats()["skipped"])
 
-    def _icmp(self, ts: float, d, seg, wrong: int, frame_len: int) -> None:
-        """One record per ICMP message; its size is the whole ICMP message [data]."""
-        service = icmp_service(d.version, seg.sport, seg.dport)
-        land = int(d.src == d.dst)
-        basic = [0, "icmp", service, "SF", seg.length, 0, land, wrong, 0]
-        self._emit(ts, ts, d.src, seg.sport, d.dst, seg.dport, d.proto, d.version, basic,
-                   NO_CONTENT, 1, 0, frame_len, 0)
-
-    def _emit(self, start, last, orig, orig_port, resp, resp_port, proto, version, basic,
-              content, orig_pkts, resp_pkts, orig_fb, resp_fb) -> None:
-        now = self.now
-        service = basic[2]
-        # "Same service" in the windows is the same port where the port has no name [data:
-        # NSL-KDD's satan REJ rows, 82% `private`, show srv_count 1 and diff_srv_rate 1.00].
-        key = (proto, resp_port) if service == "private" or service == "other" else service
-        traffic = self.windows.features(now, resp, key, orig_port, basic[3])
-        features = basic + list(content) + traffic
-        family = socket.AF_INET if version == 4 else socket.AF_INET6
-        self.connections[basic[1]] += 1
-        self.records.append(ConnectionRecord(
-            start, last, now, socket.inet_ntop(family, orig), orig_port,
-            socket.inet_ntop(family, resp), resp_port, basic[1], proto, features,
-            orig_pkts, resp_pkts, orig_fb, resp_fb))
-
-
-def _is_service_port(proto: int, port: int) -> bool:
-    return port < WELL_KNOWN or port in (TCP_SERVICES if proto == 6 else UDP_SERVICES)
+    @property
+    def connections(self) -> Counter:
+        """Records by protocol."""
+        return Counter(self._kernel.stats()["records"])

@@ -10,12 +10,25 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-
-from feature_extractor.decode import IPDatagram
+from typing import NamedTuple
 
 OVERLAP_SCORE = 3
 OVERSIZE_SCORE = 1
 MAX_IP_PAYLOAD = 65535 - 20
+
+
+class IPDatagram(NamedTuple):
+    """One IP packet, or one fragment of one (frag_offset/more_fragments say which)."""
+
+    version: int
+    src: bytes
+    dst: bytes
+    proto: int
+    ident: int
+    frag_offset: int  # bytes
+    more_fragments: bool
+    payload: bytes     # IP payload as captured (possibly cut by the snap length)
+    payload_len: int   # IP payload length as the header states it
 
 
 @dataclass(slots=True)

@@ -78,6 +78,7 @@ class ConnectionRecord:
     resp_pkts: int = 0
     orig_frame_bytes: int = 0
     resp_frame_bytes: int = 0
+    emit_packet: int = 0  # packets read by the extractor when the record was decided
 
     def meta_prefix(self) -> str:
         """The `ts,src_ip,src_port,dst_ip,dst_port,proto` columns of the `--meta` CSV."""

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# System packages the test suite and benchmark use; installs only what is missing.
+# System packages the build (`system-deps.sh build`: a C compiler and the Python headers for the
+# extractor's compiled kernel) or the test suite and benchmark use; installs only what is missing.
 set -euo pipefail
+PY=${PY:-python3}
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
+have gcc || need+=(gcc)
+"$PY" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || need+=("python3-dev")
+if [ "${1:-all}" != build ]; then
 have tshark || need+=(tshark)
 have editcap || need+=(wireshark-common)
 have tcprewrite || need+=(tcpreplay)
@@ -14,8 +20,8 @@ have nmap || need+=(nmap)
 have hping3 || need+=(hping3)
 have dpkg-deb || need+=(dpkg)
 have pkg-config || need+=(pkg-config)
-have gcc || need+=(gcc)
 pkg-config --exists libsystemd 2>/dev/null || need+=(libsystemd-dev)
+fi
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -14,8 +14,7 @@ from typing import Any
 
 import yaml
 
-from feature_extractor.conntrack import Timeouts
-from feature_extractor.extractor import ExtractorConfig
+from feature_extractor.extractor import ExtractorConfig, Timeouts
 
 EX_CONFIG = 78
 ATTACK_CLASSES = ("dos", "probe", "r2l", "u2r")

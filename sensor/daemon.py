@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 
-from feature_extractor.capture_file import CaptureError, open_capture
+from feature_extractor.capture_file import CaptureError, feed_captures
 from feature_extractor.extract_cli import peak_rss_mb
 from feature_extractor.extractor import Extractor
 from models.runtime import DEFAULT_MODEL, Classifier, ModelError
@@ -172,41 +172,57 @@ def replay_command(args) -> int:
     progress = Progress(args.files) if sys.stderr.isatty() and not args.no_progress else None
     started = time.perf_counter()
     status = 0
-    first_ts = None
     recorded = args.speed == "recorded"
     wall0 = None
+
+    def between_batches() -> None:
+        if progress:
+            progress.update(pipeline)
+        pipeline.tick()
+        _operate(sig, pipeline, args, overrides, True)
+        if sig.stop:
+            raise _Stopped
+
+    def packet(ts: float, linktype: int, frame: bytes) -> None:
+        nonlocal wall0
+        if recorded:
+            first = pipeline.extractor.first_ts
+            if first is None:
+                wall0 = time.monotonic()
+            else:
+                delay = (ts - first) - (time.monotonic() - wall0)
+                if delay > 0:
+                    time.sleep(delay)
+                    pipeline.tick()
+        pipeline.packet(ts, linktype, frame)
+        if pipeline.packets & 0x3FF == 0:
+            between_batches()
+
+    def feed_pcap(buf: bytes, pos: int, little: bool, nano: bool, linktype: int) -> int:
+        pos = pipeline.feed_pcap(buf, pos, little, nano, linktype)
+        between_batches()
+        return pos
+
     try:
         for path in args.files:
             pipeline.pcap_filename = path
-            for ts, linktype, frame in open_capture(path):
-                if first_ts is None:
-                    first_ts = ts
-                    wall0 = time.monotonic()
-                if recorded:
-                    delay = (ts - first_ts) - (time.monotonic() - wall0)
-                    if delay > 0:
-                        time.sleep(delay)
-                        pipeline.tick()
-                pipeline.packet(ts, linktype, frame)
-                if pipeline.packets & 0x3FF == 0:
-                    if progress:
-                        progress.update(pipeline)
-                    pipeline.tick()
-                    _operate(sig, pipeline, args, overrides, True)
-                    if sig.stop:
-                        break
-            if sig.stop:
-                break
+            feed_captures([path], packet, None if recorded else feed_pcap)
     except CaptureError as exc:
         log(f"error: {exc}")
         status = 1
+    except _Stopped:
+        pass
     pipeline.finish()
     pipeline.close()
     if progress:
         progress.clear()
     elapsed = time.perf_counter() - started
-    print(summary_table(pipeline, elapsed, first_ts), file=sys.stderr)
+    print(summary_table(pipeline, elapsed, pipeline.extractor.first_ts), file=sys.stderr)
     return status
+
+
+class _Stopped(Exception):
+    """SIGTERM or SIGINT during a replay: stop reading, flush what was read."""
 
 
 class Progress:

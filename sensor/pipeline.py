@@ -65,9 +65,8 @@ class Pipeline:
         self.cache_size = cache_size
         self.host = host
         self.pcap_filename: str | None = None
-        self.pending: list[tuple[ConnectionRecord, int | None]] = []
+        self.pending: list[ConnectionRecord] = []
         self.pending_since = 0.0
-        self.packets = 0
         self.by_class: Counter = Counter()
         self.alerts: Counter = Counter()
         self.batches = 0
@@ -78,12 +77,22 @@ class Pipeline:
 
     # -- input --------------------------------------------------------------------------------
 
+    @property
+    def packets(self) -> int:
+        return self.extractor.packets
+
     def packet(self, ts: float, linktype: int, frame: bytes) -> None:
-        self.packets += 1
         ex = self.extractor
         ex.packet(ts, linktype, frame)
         if ex.records:
             self._collect()
+
+    def feed_pcap(self, buf: bytes, pos: int, little: bool, nano: bool, linktype: int) -> int:
+        """The complete records of a classic pcap buffer from pos (the compiled path)."""
+        pos = self.extractor.feed_pcap(buf, pos, little, nano, linktype)
+        if self.extractor.records:
+            self._collect()
+        return pos
 
     def tick(self, now_packet_time: float | None = None) -> None:
         """Idle work: move packet time on (live), flush a batch held too long, service sinks."""
@@ -105,8 +114,7 @@ class Pipeline:
     def _collect(self) -> None:
         if not self.pending:
             self.pending_since = time.monotonic()
-        cnt = self.packets
-        self.pending.extend((r, cnt) for r in self.extractor.drain())
+        self.pending.extend(self.extractor.drain())
         if (len(self.pending) >= self.batch_size
                 or time.monotonic() - self.pending_since >= self.flush_seconds):
             self.flush()
@@ -118,8 +126,8 @@ class Pipeline:
         for i in range(0, len(pending), self.batch_size):
             self._classify(pending[i:i + self.batch_size])
 
-    def _classify(self, batch: list[tuple[ConnectionRecord, int | None]]) -> None:
-        x = self.classifier.encoding.encode([r.features for r, _ in batch])
+    def _classify(self, batch: list[ConnectionRecord]) -> None:
+        x = self.classifier.encoding.encode([r.features for r in batch])
         keys = [row.tobytes() for row in x]
         probs = np.empty((len(batch), len(CLASSES)), dtype=np.float32)
         misses = []
@@ -146,14 +154,15 @@ class Pipeline:
         winners = probs.argmax(axis=1).tolist()
         rows = probs.tolist()
         log = self.connection_log
-        for (record, pcap_cnt), row, k in zip(batch, rows, winners, strict=True):
+        for record, row, k in zip(batch, rows, winners, strict=True):
             cls = CLASSES[k]
             self.by_class[cls] += 1
             if log is not None:
                 log.write(record, cls, row[k])
             if k and row[k] >= self.confidence[cls]:
                 self._alert(Alert(record, cls, probabilities_of(row), self.classifier.version,
-                                  self.pcap_filename, pcap_cnt if self.pcap_filename else None))
+                                  self.pcap_filename,
+                                  record.emit_packet if self.pcap_filename else None))
 
     def _alert(self, alert: Alert) -> None:
         if not self.filter.allow(alert):

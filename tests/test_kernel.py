@@ -1,0 +1,82 @@
+"""The compiled path against Python's own behaviour: CSV rows formatted as Python formats them,
+classic pcap buffers giving the same records as packet-by-packet input, and pcap_cnt."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from feature_extractor.capture_file import feed_captures, read_captures
+from feature_extractor.extractor import Extractor
+from feature_extractor.record import format_features
+from tests.conftest import PCAPS
+
+CAPTURES = sorted(p for p in PCAPS.rglob("*.pcap*") if p.suffix in (".pcap", ".pcapng"))
+
+
+def _ipv4_icmp(src: int, dst: int, icmp_type: int) -> bytes:
+    icmp = bytes([icmp_type, 0, 0, 0, 0, 1, 0, 1]) + b"x" * 20
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,
+                     bytes([10, 0, 0, src]), bytes([10, 0, 0, dst]))
+    return ip + icmp
+
+
+def _run(frames: list[tuple[float, bytes]], csv: bool):
+    ex = Extractor()
+    for ts, frame in frames:
+        ex.packet(ts, 101, frame)  # raw IPv4
+    ex.finish()
+    return ex.drain_csv(False) if csv else ex.drain()
+
+
+@pytest.mark.parametrize(("echo_requests", "same", "diff"), [(1, "0.12", "0.88"),
+                                                            (3, "0.38", "0.62")])
+def test_rates_round_half_to_even_like_python(echo_requests, same, diff):
+    # Eight ICMP messages to one host within 2 s, the last an echo request (eco_i) and
+    # `echo_requests` of the eight too: its same_srv_rate is echo_requests/8, an exact binary
+    # tie (12.5, 37.5 hundredths) that Python's '%.2f' and NSL-KDD round to even.
+    frames = []
+    for i in range(8):
+        icmp_type = 8 if i >= 8 - echo_requests else 0
+        frames.append((1_700_000_000.0 + i * 0.1, _ipv4_icmp(1 + i, 200, icmp_type)))
+    rows = _run(frames, csv=True).splitlines()
+    assert rows == [format_features(r.features) for r in _run(frames, csv=False)]
+    last = rows[-1].split(",")
+    assert last[22] == "8"                                # count
+    assert last[28:30] == [same, diff]                    # same_srv_rate, diff_srv_rate
+    assert last[31] == "8" and last[33:35] == [same, diff]  # the host window agrees
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+def test_csv_rows_equal_python_formatting(path):
+    def run(csv: bool):
+        ex = Extractor()
+        for ts, linktype, frame in read_captures([str(path)]):
+            ex.packet(ts, linktype, frame)
+        ex.finish()
+        return ex.drain_csv(False).splitlines() if csv else ex.drain()
+
+    assert run(True) == [format_features(r.features) for r in run(False)]
+
+
+@pytest.mark.parametrize("path", [p for p in CAPTURES if p.suffix == ".pcap"],
+                         ids=lambda p: p.name)
+def test_pcap_buffers_give_the_records_of_packet_by_packet_input(path):
+    one = Extractor()
+    for ts, linktype, frame in read_captures([str(path)]):
+        one.packet(ts, linktype, frame)
+    one.finish()
+    blocks = Extractor()
+    feed_captures([str(path)], blocks.packet, blocks.feed_pcap)
+    blocks.finish()
+    assert blocks.packets == one.packets
+    assert blocks.drain() == one.drain()
+    assert blocks.skipped == one.skipped
+    assert blocks.fragments.stats == one.fragments.stats
+
+
+def test_emit_packet_counts_the_packet_that_decided_the_record():
+    frames = [(1_700_000_000.0 + i, _ipv4_icmp(1, 2, 8)) for i in range(3)]
+    records = _run(frames, csv=False)
+    assert [r.emit_packet for r in records] == [1, 2, 3]  # one record per ICMP message
