@@ -1174,19 +1174,21 @@ static PyObject *K_packet(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
     return out;
 }
 
-/* Complete records of a classic pcap buffer, from pos while they fit: returns (pos, None), or
- * (pos, (ts, frame length, fragment)) after a fragment the caller must reassemble. */
+/* Complete records of a classic pcap buffer, from pos while they fit, at most max_packets:
+ * returns (pos, None), or (pos, (ts, frame length, fragment)) after a fragment the caller must
+ * reassemble. */
 static PyObject *K_feed_pcap(Kernel *k, PyObject *args) {
     Py_buffer view;
-    Py_ssize_t pos;
+    Py_ssize_t pos, max_packets;
     int little, nano, linktype;
-    if (!PyArg_ParseTuple(args, "y*nppi", &view, &pos, &little, &nano, &linktype)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*nppin", &view, &pos, &little, &nano, &linktype, &max_packets))
+        return NULL;
     const uint8_t *b = view.buf;
     Py_ssize_t end = view.len;
     double scale = nano ? 1e-9 : 1e-6;
     PyObject *frag = NULL;
     int failed = 0;
-    while (end - pos >= 16) {
+    while (end - pos >= 16 && max_packets-- > 0) {
         const uint8_t *h = b + pos;
         uint32_t sec, frac, incl;
         if (little) {
@@ -1568,7 +1570,8 @@ static PyMethodDef K_methods[] = {
     {"packet", (PyCFunction)(void (*)(void))K_packet, METH_FASTCALL,
      "packet(ts, linktype, frame): None, or a fragment tuple to reassemble"},
     {"feed_pcap", (PyCFunction)K_feed_pcap, METH_VARARGS,
-     "feed_pcap(buf, pos, little, nano, linktype) -> (pos, None | (ts, frame_len, fragment))"},
+     "feed_pcap(buf, pos, little, nano, linktype, max_packets)\n"
+     "-> (pos, None | (ts, frame_len, fragment))"},
     {"datagram", (PyCFunction)K_datagram, METH_VARARGS, "a reassembled datagram"},
     {"advance", (PyCFunction)K_advance, METH_O, "move packet time on"},
     {"finish", (PyCFunction)K_finish, METH_NOARGS, "every open connection becomes a record"},

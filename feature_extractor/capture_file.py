@@ -75,9 +75,9 @@ def feed_captures(paths: Iterable[str], packet: Callable[[float, int, bytes], ob
     """Every packet of the captures, in timestamp order, to a consumer.
 
     One classic pcap file goes in whole buffers to `feed_pcap(buf, pos, little, nano,
-    linktype)`, which takes every complete record from pos and returns the position after
-    them (the compiled path: no Python object per packet); anything else goes packet by
-    packet to `packet(ts, linktype, frame)`.
+    linktype)`, which takes complete records from pos (as many as it wants) and returns the
+    position after them (the compiled path: no Python object per packet); anything else goes
+    packet by packet to `packet(ts, linktype, frame)`.
     """
     paths = list(paths)
     if len(paths) != 1 or feed_pcap is None:

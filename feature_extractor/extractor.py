@@ -24,6 +24,9 @@ from feature_extractor.services import TCP_SERVICES, UDP_SERVICES
 # icmp_service's name for ICMP types NSL-KDD never shows (the encoding maps it to all zeros).
 SERVICE_NAMES = (*SERVICES, "oth_i")
 FTP_MEMORY = 4096  # FTP control sessions and announced data endpoints remembered
+# Packets per feed_pcap call: records are drained between calls, so a flood's records never
+# pile up for a whole read buffer (4 MB: 180 MB peak RSS on the 1M-source flood, 87 MB at 4096).
+FEED_PACKETS = 4096
 
 
 @dataclass
@@ -144,10 +147,14 @@ class Extractor:
         if fragment is not None:
             self._fragment(ts, len(frame), fragment)
 
-    def feed_pcap(self, buf: bytes, pos: int, little: bool, nano: bool, linktype: int) -> int:
-        """Every complete record of a classic pcap buffer from pos; the position after them."""
+    def feed_pcap(self, buf: bytes, pos: int, little: bool, nano: bool, linktype: int,
+                  max_packets: int = FEED_PACKETS) -> int:
+        """Complete records of a classic pcap buffer from pos, at most max_packets; the
+        position after them."""
+        start = self._kernel.packets
         while True:
-            pos, fragment = self._kernel.feed_pcap(buf, pos, little, nano, linktype)
+            budget = max_packets - (self._kernel.packets - start)
+            pos, fragment = self._kernel.feed_pcap(buf, pos, little, nano, linktype, budget)
             if fragment is None:
                 return pos
             self._fragment(*fragment)
