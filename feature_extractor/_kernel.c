@@ -1219,6 +1219,43 @@ static PyObject *K_feed_pcap(Kernel *k, PyObject *args) {
     return Py_BuildValue("nN", pos, frag ? frag : Py_NewRef(Py_None));
 }
 
+/* A libpcap batch (pcapy-ng's next_batch: one buffer, and a table of native-endian uint32
+ * (sec, usec, offset, caplen) per packet), from entry `index`: returns (index, None), or
+ * (index, (ts, frame length, fragment)) after a fragment the caller must reassemble. */
+static PyObject *K_feed_batch(Kernel *k, PyObject *args) {
+    Py_buffer data, meta;
+    Py_ssize_t index;
+    int linktype;
+    if (!PyArg_ParseTuple(args, "y*y*ni", &data, &meta, &index, &linktype)) return NULL;
+    const uint8_t *b = data.buf;
+    Py_ssize_t n = meta.len / 16;
+    PyObject *frag = NULL;
+    int failed = 0;
+    while (index < n) {
+        uint32_t entry[4];
+        memcpy(entry, (const uint8_t *)meta.buf + index * 16, sizeof entry);
+        index++;
+        if ((Py_ssize_t)entry[2] > data.len || (Py_ssize_t)entry[3] > data.len - entry[2]) {
+            PyErr_SetString(PyExc_ValueError, "batch table points outside the buffer");
+            failed = 1;
+            break;
+        }
+        double ts = (double)entry[0] + (double)entry[1] * 1e-6;
+        Datagram d;
+        int rc = packet(k, ts, linktype, b + entry[2], entry[3], &d);
+        if (rc < 0) { failed = 1; break; }
+        if (rc == 1) {
+            PyObject *t = fragment_tuple(&d);
+            if (!t || !(frag = Py_BuildValue("dnN", ts, (Py_ssize_t)entry[3], t))) failed = 1;
+            break;
+        }
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&meta);
+    if (failed) return NULL;
+    return Py_BuildValue("nN", index, frag ? frag : Py_NewRef(Py_None));
+}
+
 /* A reassembled datagram: (ts, version, proto, src, dst, payload, payload_len, wrong, frame_len) */
 static PyObject *K_datagram(Kernel *k, PyObject *args) {
     Datagram d;
@@ -1572,6 +1609,8 @@ static PyMethodDef K_methods[] = {
     {"feed_pcap", (PyCFunction)K_feed_pcap, METH_VARARGS,
      "feed_pcap(buf, pos, little, nano, linktype, max_packets)\n"
      "-> (pos, None | (ts, frame_len, fragment))"},
+    {"feed_batch", (PyCFunction)K_feed_batch, METH_VARARGS,
+     "feed_batch(data, meta, index, linktype) -> (index, None | (ts, frame_len, fragment))"},
     {"datagram", (PyCFunction)K_datagram, METH_VARARGS, "a reassembled datagram"},
     {"advance", (PyCFunction)K_advance, METH_O, "move packet time on"},
     {"finish", (PyCFunction)K_finish, METH_NOARGS, "every open connection becomes a record"},

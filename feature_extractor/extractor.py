@@ -6,7 +6,7 @@
 The per-packet and per-record path is compiled (`_kernel.c`); Python keeps what is rare or
 protocol-specific: fragment reassembly, the content analyzers and FTP's control/data pairing,
 reached from the kernel through `_Hooks`. `packet()` takes one frame, `feed_pcap()` a buffer of
-classic pcap records; finished records wait in the kernel until `drain()` or `drain_csv()`.
+classic pcap records, `feed_batch()` a live libpcap batch; finished records wait in the kernel until `drain()` or `drain_csv()`.
 Time is packet time: `advance()` moves it on a quiet live link, `finish()` flushes everything.
 """
 
@@ -157,6 +157,16 @@ class Extractor:
             pos, fragment = self._kernel.feed_pcap(buf, pos, little, nano, linktype, budget)
             if fragment is None:
                 return pos
+            self._fragment(*fragment)
+
+    def feed_batch(self, data: bytes, meta: bytes, linktype: int) -> None:
+        """A libpcap batch: one buffer and a table of native uint32 (sec, usec, offset,
+        caplen) per packet, as pcapy-ng's next_batch returns them."""
+        index = 0
+        while True:
+            index, fragment = self._kernel.feed_batch(data, meta, index, linktype)
+            if fragment is None:
+                return
             self._fragment(*fragment)
 
     def finish(self) -> None:

@@ -338,8 +338,7 @@ def run_command(args) -> int:
     while not sig.stop:
         ready, _, _ = select.select([fd], [], [], 0.1)
         if ready:
-            for ts, frame in cap.read():
-                pipeline.packet(ts, linktype, frame)
+            pipeline.feed_batch(*cap.read_batch(), linktype)
         pipeline.tick(time.time())
         now = time.monotonic()
         if watchdog and now >= next_watchdog:
@@ -359,8 +358,7 @@ def run_command(args) -> int:
             next_stats = now + stats_every
         _operate(sig, pipeline, args, overrides, False, cap.stats)
     notify("STOPPING=1")
-    for ts, frame in cap.read():
-        pipeline.packet(ts, linktype, frame)
+    pipeline.feed_batch(*cap.read_batch(), linktype)
     pipeline.finish()
     log(log_line(pipeline.stats(), cap.stats()))
     pipeline.close()

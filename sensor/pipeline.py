@@ -87,6 +87,12 @@ class Pipeline:
         if ex.records:
             self._collect()
 
+    def feed_batch(self, data: bytes, meta: bytes, linktype: int) -> None:
+        """A live libpcap batch (the compiled path)."""
+        self.extractor.feed_batch(data, meta, linktype)
+        if self.extractor.records:
+            self._collect()
+
     def feed_pcap(self, buf: bytes, pos: int, little: bool, nano: bool, linktype: int) -> int:
         """The complete records of a classic pcap buffer from pos (the compiled path)."""
         pos = self.extractor.feed_pcap(buf, pos, little, nano, linktype)

@@ -80,3 +80,28 @@ def test_emit_packet_counts_the_packet_that_decided_the_record():
     frames = [(1_700_000_000.0 + i, _ipv4_icmp(1, 2, 8)) for i in range(3)]
     records = _run(frames, csv=False)
     assert [r.emit_packet for r in records] == [1, 2, 3]  # one record per ICMP message
+
+
+def test_a_libpcap_batch_gives_the_records_of_packet_by_packet_input():
+    # pcapy-ng's next_batch layout: one buffer, a table of native uint32 (sec, usec, off, len).
+    packets = list(read_captures([str(PCAPS / "synthetic" / "frag_inorder.pcap"),
+                                  str(PCAPS / "realtools" / "normal_ftp.pcap")]))
+    data, meta = bytearray(), bytearray()
+    for ts, _, frame in packets:
+        sec = int(ts)
+        meta += struct.pack("=IIII", sec, round((ts - sec) * 1e6), len(data), len(frame))
+        data += frame
+    one = Extractor()
+    for ts, linktype, frame in packets:
+        one.packet(float(int(ts)) + round((ts - int(ts)) * 1e6) * 1e-6, linktype, frame)
+    one.finish()
+    batch = Extractor()
+    batch.feed_batch(bytes(data), bytes(meta), 1)
+    batch.finish()
+    assert batch.fragments.stats["reassembled"] == one.fragments.stats["reassembled"] == 1
+    assert batch.drain() == one.drain()
+
+
+def test_a_batch_table_pointing_outside_its_buffer_is_an_error():
+    with pytest.raises(ValueError, match="outside the buffer"):
+        Extractor().feed_batch(b"\x00" * 10, struct.pack("=IIII", 1, 0, 4, 20), 1)
