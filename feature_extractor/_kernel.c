@@ -162,6 +162,8 @@ static const char *REASON_NAMES[N_REASONS] = {
 #define MAX_RECORD (1 << 18)
 #define WELL_KNOWN 1024
 #define N_CONTENT 13
+#define PAYLOAD_LIMIT 16384 /* bytes per direction an analyzer reads (content.PAYLOAD_LIMIT) */
+#define MAX_PREFIXES 16
 
 /* ---------------------------------------------------------------- records */
 
@@ -192,6 +194,11 @@ typedef struct Conn {
     uint16_t orig_port, resp_port;
     uint8_t proto, version, orig_state, resp_state, orig_syn, resp_synack, role_swap;
     uint8_t analyzer_done[2]; /* [from_orig]: the analyzer wants no more of that direction */
+    struct LineState {        /* line-mode analyzers: the current line of each direction */
+        char *buf;
+        uint32_t len, cap, seen;
+        uint8_t state;        /* LINE_OPEN, LINE_KEEP or LINE_SKIP */
+    } lines[2];
     int16_t service;
     int64_t orig_bytes, resp_bytes, orig_base, resp_base, orig_next, resp_next;
     int64_t urgent, wrong_fragment, orig_pkts, resp_pkts, orig_fb, resp_fb;
@@ -221,6 +228,26 @@ typedef struct {
     int64_t serror, rerror;
 } SvcWindow;
 
+/* ---------------------------------------------------------------- line-mode analyzers */
+
+/* An analyzer class may declare `line_prefixes = (client, server)`: per direction, None for
+ * every line or a tuple of the prefixes of the only lines its line() acts on. The kernel then
+ * splits that direction into lines itself (within the first PAYLOAD_LIMIT bytes, as the
+ * Python base class does) and calls line() for those lines alone: an HTTP download or an SMTP
+ * message body costs no Python call at all. Classes without it get every segment (data()). */
+typedef struct {
+    int every_line, n;
+    Py_ssize_t len[MAX_PREFIXES];
+    char text[MAX_PREFIXES][16];
+} Prefixes;
+
+struct LineRule {
+    int line_mode;
+    Prefixes dir[2]; /* [from_orig] */
+};
+
+enum { LINE_OPEN, LINE_KEEP, LINE_SKIP };
+
 /* ---------------------------------------------------------------- the kernel */
 
 typedef struct {
@@ -235,6 +262,7 @@ typedef struct {
         s_tim_i, s_oth_i;
     PyObject *service_names; /* tuple of str */
     PyObject *analyzers;     /* tuple: class or None per service */
+    struct LineRule *rules;  /* per service: line mode and the line prefixes that count */
     PyObject *hooks;
     PyObject *record_cls;
     PyObject *proto_names[3]; /* "tcp", "udp", "icmp" */
@@ -256,7 +284,7 @@ typedef struct {
     size_t n_records, cap_records;
     /* counters */
     int64_t packets, bytes, evicted, expired[N_QUEUES], skipped[N_REASONS], by_proto[3];
-    /* set by the Python side */
+    /* what the hooks last answered */
     Py_ssize_t ftp_expected;
     int fragments_pending;
 } Kernel;
@@ -749,11 +777,14 @@ static PyObject *addr_bytes(const uint8_t *a, int version) {
     return PyBytes_FromStringAndSize((const char *)a, version == 4 ? 4 : 16);
 }
 
+static int flush_lines(Kernel *k, Conn *c);
+
 /* A finished connection becomes a record; the caller frees the connection. */
 static int finish_conn(Kernel *k, Conn *c) {
     Record *r = new_record(k);
     if (!r) return -1;
     int flag = c->proto == 6 ? tcp_flag(c) : SF;
+    if (k->rules[c->service].line_mode && flush_lines(k, c) < 0) return -1;
     if (c->analyzer || c->service == k->s_ftp_data) {
         PyObject *orig = addr_bytes(c->orig_addr, c->version);
         PyObject *resp = addr_bytes(c->resp_addr, c->version);
@@ -807,6 +838,8 @@ static int finish_conn(Kernel *k, Conn *c) {
 
 static void conn_free(Conn *c) {
     Py_XDECREF(c->analyzer);
+    free(c->lines[0].buf);
+    free(c->lines[1].buf);
     free(c);
 }
 
@@ -868,7 +901,9 @@ static int sweep(Kernel *k, double now) {
     if (k->fragments_pending) {
         PyObject *res = PyObject_CallMethod(k->hooks, "expire_fragments", "d", now);
         if (!res) return -1;
+        k->fragments_pending = PyObject_IsTrue(res);
         Py_DECREF(res);
+        if (k->fragments_pending < 0) return -1;
     }
     size_t n = 0, cap = 0;
     Done *done = NULL;
@@ -942,7 +977,11 @@ static Conn *new_connection(Kernel *k, const uint64_t key[5], uint64_t h, double
         if (!res) return NULL;
         passive = PyObject_IsTrue(res);
         Py_DECREF(res);
-        if (passive) service = k->s_ftp_data; /* a passive data connection the control announced */
+        if (passive < 0) return NULL;
+        if (passive) { /* a passive data connection the control channel announced */
+            service = k->s_ftp_data;
+            k->ftp_expected--;
+        }
     }
     Conn *c = calloc(1, sizeof(Conn));
     if (!c) { PyErr_NoMemory(); return NULL; }
@@ -991,20 +1030,116 @@ static int feed_analyzer(Kernel *k, Conn *c, int from_orig, const uint8_t *p, Py
     }
     PyObject *payload = PyBytes_FromStringAndSize((const char *)p, n), *res;
     if (!payload) return -1;
-    if (c->service == k->s_ftp) {
-        PyObject *resp = addr_bytes(c->resp_addr, c->version);
-        res = resp ? PyObject_CallMethod(k->hooks, "ftp_payload", "OOOOi", c->analyzer,
-                                         bool_obj(from_orig), payload, resp, c->version)
-                   : NULL;
-        Py_XDECREF(resp);
-    } else {
-        PyObject *call[3] = {c->analyzer, bool_obj(from_orig), payload};
-        res = PyObject_VectorcallMethod(str_data, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    }
+    PyObject *call[3] = {c->analyzer, bool_obj(from_orig), payload};
+    res = PyObject_VectorcallMethod(str_data, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(payload);
     if (!res) return -1;
     if (res == Py_False) c->analyzer_done[from_orig] = 1;
     Py_DECREF(res);
+    return 0;
+}
+
+/* 1: the line starts with a prefix; 2: it cannot; 0: too short to tell yet. */
+static int prefix_match(const Prefixes *pf, const char *line, Py_ssize_t len) {
+    int open = 0;
+    for (int i = 0; i < pf->n; i++) {
+        Py_ssize_t m = len < pf->len[i] ? len : pf->len[i];
+        if (memcmp(line, pf->text[i], m) == 0) {
+            if (len >= pf->len[i]) return 1;
+            open = 1;
+        }
+    }
+    return open ? 0 : 2;
+}
+
+static PyObject *str_line;     /* "line", interned */
+static PyObject *str_ftp_line; /* "ftp_line", interned */
+
+/* One line to the analyzer, trailing CRs stripped, as the Python base class hands it. */
+static int deliver_line(Kernel *k, Conn *c, int from_orig, const char *p, Py_ssize_t n,
+                        int complete) {
+    while (n && p[n - 1] == '\r') n--;
+    if (!c->analyzer && !(c->analyzer = PyObject_CallNoArgs(c->analyzer_cls))) return -1;
+    PyObject *line = PyBytes_FromStringAndSize(p, n), *res;
+    if (!line) return -1;
+    if (c->service == k->s_ftp) { /* the hook also notes PASV/EPSV announcements */
+        PyObject *server = addr_bytes(c->resp_addr, c->version);
+        PyObject *version = PyLong_FromLong(c->version);
+        PyObject *call[7] = {k->hooks, c->analyzer, bool_obj(from_orig), line,
+                             bool_obj(complete), server, version};
+        res = server && version ? PyObject_VectorcallMethod(
+                                      str_ftp_line, call, 7 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL)
+                                : NULL;
+        Py_XDECREF(server);
+        Py_XDECREF(version);
+        if (res) {
+            k->ftp_expected = PyLong_AsSsize_t(res);
+            if (k->ftp_expected < 0 && PyErr_Occurred()) Py_CLEAR(res);
+        }
+    } else {
+        PyObject *call[4] = {c->analyzer, bool_obj(from_orig), line, bool_obj(complete)};
+        res = PyObject_VectorcallMethod(str_line, call, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    Py_DECREF(line);
+    if (!res) return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
+static int line_append(struct LineState *ls, const uint8_t *p, Py_ssize_t n) {
+    if (ls->len + n > ls->cap) {
+        uint32_t cap = ls->cap ? ls->cap : 128;
+        while (cap < ls->len + n) cap *= 2;
+        char *buf = realloc(ls->buf, cap);
+        if (!buf) { PyErr_NoMemory(); return -1; }
+        ls->buf = buf;
+        ls->cap = cap;
+    }
+    memcpy(ls->buf + ls->len, p, n);
+    ls->len += n;
+    return 0;
+}
+
+static int feed_lines(Kernel *k, Conn *c, int from_orig, const uint8_t *p, Py_ssize_t n) {
+    struct LineState *ls = &c->lines[from_orig];
+    const Prefixes *pf = &k->rules[c->service].dir[from_orig];
+    if (ls->seen >= PAYLOAD_LIMIT) return 0;
+    if (n > PAYLOAD_LIMIT - ls->seen) n = PAYLOAD_LIMIT - ls->seen;
+    ls->seen += n;
+    if (!pf->every_line && !pf->n) return 0; /* nothing this side sends counts */
+    Py_ssize_t i = 0;
+    while (i < n) {
+        const uint8_t *nl = memchr(p + i, '\n', n - i);
+        Py_ssize_t end = nl ? nl - p : n;
+        if (ls->state != LINE_SKIP) {
+            if (line_append(ls, p + i, end - i) < 0) return -1;
+            if (!pf->every_line && ls->state == LINE_OPEN) {
+                int m = prefix_match(pf, ls->buf, ls->len);
+                if (m) {
+                    ls->state = m == 1 ? LINE_KEEP : LINE_SKIP;
+                    if (m == 2) ls->len = 0;
+                }
+            }
+        }
+        if (!nl) break;
+        if (ls->state == LINE_KEEP || (pf->every_line && ls->state == LINE_OPEN))
+            if (deliver_line(k, c, from_orig, ls->buf, ls->len, 1) < 0) return -1;
+        ls->len = 0;
+        ls->state = LINE_OPEN;
+        i = end + 1;
+    }
+    return 0;
+}
+
+/* At the end: each direction's unterminated line, client first (the base class's result()). */
+static int flush_lines(Kernel *k, Conn *c) {
+    for (int from_orig = 1; from_orig >= 0; from_orig--) {
+        struct LineState *ls = &c->lines[from_orig];
+        const Prefixes *pf = &k->rules[c->service].dir[from_orig];
+        if (ls->len && (ls->state == LINE_KEEP || (pf->every_line && ls->state == LINE_OPEN)))
+            if (deliver_line(k, c, from_orig, ls->buf, ls->len, 0) < 0) return -1;
+        ls->len = 0;
+    }
     return 0;
 }
 
@@ -1019,11 +1154,13 @@ static int count_bytes(Kernel *k, Conn *c, int from_orig, const Segment *s) {
     if ((int64_t)end > *bytes) *bytes = end;
     if (!c->analyzer_cls) return 0;
     uint32_t skip = (uint32_t)((uint32_t)*next - s->seq);
+    int (*feed)(Kernel *, Conn *, int, const uint8_t *, Py_ssize_t) =
+        k->rules[c->service].line_mode ? feed_lines : feed_analyzer;
     if (skip < (uint64_t)s->length && skip < 0x80000000u) {
         Py_ssize_t off = skip < (uint64_t)s->caplen ? skip : s->caplen;
-        if (feed_analyzer(k, c, from_orig, s->payload + off, s->caplen - off) < 0) return -1;
+        if (feed(k, c, from_orig, s->payload + off, s->caplen - off) < 0) return -1;
     } else if (skip >= 0x80000000u) { /* a gap: what is missing is lost to the analyzer */
-        if (feed_analyzer(k, c, from_orig, s->payload, s->caplen) < 0) return -1;
+        if (feed(k, c, from_orig, s->payload, s->caplen) < 0) return -1;
     } else {
         return 0;
     }
@@ -1475,12 +1612,6 @@ static PyObject *K_pending(Kernel *k, PyObject *unused) {
     return PyLong_FromSize_t(k->n_records);
 }
 
-static PyObject *K_set_ftp_expected(Kernel *k, PyObject *arg) {
-    k->ftp_expected = PyLong_AsSsize_t(arg);
-    if (PyErr_Occurred()) return NULL;
-    Py_RETURN_NONE;
-}
-
 static PyObject *K_set_fragments_pending(Kernel *k, PyObject *arg) {
     k->fragments_pending = PyObject_IsTrue(arg);
     if (k->fragments_pending < 0) return NULL;
@@ -1517,6 +1648,56 @@ static int fill_ports(PyObject *table, int16_t *service, uint8_t *known) {
     return 0;
 }
 
+static int read_prefixes(PyObject *spec, Prefixes *pf) {
+    if (spec == Py_None) {
+        pf->every_line = 1;
+        return 0;
+    }
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) > MAX_PREFIXES) {
+        PyErr_SetString(PyExc_ValueError, "line_prefixes: None or a tuple of up to 16 bytes");
+        return -1;
+    }
+    pf->n = (int)PyTuple_GET_SIZE(spec);
+    for (int i = 0; i < pf->n; i++) {
+        PyObject *item = PyTuple_GET_ITEM(spec, i);
+        if (!PyBytes_Check(item) || PyBytes_GET_SIZE(item) < 1 || PyBytes_GET_SIZE(item) > 15) {
+            PyErr_SetString(PyExc_ValueError, "line_prefixes: each prefix is 1-15 bytes");
+            return -1;
+        }
+        pf->len[i] = PyBytes_GET_SIZE(item);
+        memcpy(pf->text[i], PyBytes_AS_STRING(item), pf->len[i]);
+    }
+    return 0;
+}
+
+/* Each analyzer class's `line_prefixes` (client, server), or segment mode without it. */
+static int read_line_rules(Kernel *k) {
+    Py_ssize_t n = PyTuple_GET_SIZE(k->analyzers);
+    if (!(k->rules = calloc(n ? n : 1, sizeof(struct LineRule)))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *cls = PyTuple_GET_ITEM(k->analyzers, i);
+        if (cls == Py_None) continue;
+        PyObject *spec = PyObject_GetAttrString(cls, "line_prefixes");
+        if (!spec) return -1;
+        int ok = 0;
+        if (spec == Py_None) {
+            ok = 1;
+        } else if (PyTuple_Check(spec) && PyTuple_GET_SIZE(spec) == 2) {
+            k->rules[i].line_mode = 1;
+            ok = read_prefixes(PyTuple_GET_ITEM(spec, 1), &k->rules[i].dir[0]) == 0 &&
+                 read_prefixes(PyTuple_GET_ITEM(spec, 0), &k->rules[i].dir[1]) == 0;
+        } else {
+            PyErr_SetString(PyExc_ValueError, "line_prefixes: (client, server) or None");
+        }
+        Py_DECREF(spec);
+        if (!ok) return -1;
+    }
+    return 0;
+}
+
 /* Kernel(timeouts, max_connections, max_hosts, service_names, tcp_ports, udp_ports,
  *        analyzers, hooks, record_cls)
  * timeouts: (attempt, established, closed, udp); *_ports: {port: service index};
@@ -1532,6 +1713,7 @@ static int K_init(Kernel *k, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_ValueError, "one analyzer entry per service name");
         return -1;
     }
+    if (read_line_rules(k) < 0) return -1;
     Py_INCREF(k->service_names);
     Py_INCREF(k->analyzers);
     Py_INCREF(k->hooks);
@@ -1548,6 +1730,11 @@ static int K_init(Kernel *k, PyObject *args, PyObject *kw) {
     k->s_private = idx[0]; k->s_other = idx[1]; k->s_ftp = idx[2]; k->s_ftp_data = idx[3];
     k->s_eco_i = idx[4]; k->s_ecr_i = idx[5]; k->s_urp_i = idx[6]; k->s_urh_i = idx[7];
     k->s_red_i = idx[8]; k->s_tim_i = idx[9]; k->s_oth_i = idx[10];
+    if (PyTuple_GET_ITEM(k->analyzers, k->s_ftp) != Py_None && !k->rules[k->s_ftp].line_mode) {
+        PyErr_SetString(PyExc_ValueError, "the ftp analyzer must declare line_prefixes: its "
+                                          "PASV/EPSV replies are taken line by line");
+        return -1;
+    }
     const char *protos[3] = {"tcp", "udp", "icmp"};
     for (int i = 0; i < 3; i++)
         if (!(k->proto_names[i] = PyUnicode_InternFromString(protos[i]))) return -1;
@@ -1594,6 +1781,7 @@ static void K_dealloc(Kernel *k) {
     free(k->recent);
     free(k->records);
     free(k->service_utf8);
+    free(k->rules);
     Py_XDECREF(k->service_names);
     Py_XDECREF(k->analyzers);
     Py_XDECREF(k->hooks);
@@ -1618,7 +1806,6 @@ static PyMethodDef K_methods[] = {
     {"drain_csv", (PyCFunction)K_drain_csv, METH_O, "pending records as CSV text"},
     {"pending", (PyCFunction)K_pending, METH_NOARGS, "number of pending records"},
     {"stats", (PyCFunction)K_stats, METH_NOARGS, "counters"},
-    {"set_ftp_expected", (PyCFunction)K_set_ftp_expected, METH_O, NULL},
     {"set_fragments_pending", (PyCFunction)K_set_fragments_pending, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -1648,6 +1835,8 @@ static struct PyModuleDef kernel_module = {
 PyMODINIT_FUNC PyInit__kernel(void) {
     if (PyType_Ready(&KernelType) < 0) return NULL;
     if (!str_data && !(str_data = PyUnicode_InternFromString("data"))) return NULL;
+    if (!str_line && !(str_line = PyUnicode_InternFromString("line"))) return NULL;
+    if (!str_ftp_line && !(str_ftp_line = PyUnicode_InternFromString("ftp_line"))) return NULL;
     PyObject *m = PyModule_Create(&kernel_module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Kernel", (PyObject *)&KernelType) < 0) {

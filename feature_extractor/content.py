@@ -37,8 +37,6 @@ HTTP_INJECTION = re.compile(rb"(?i)union(?:\s|%20|\+|/\*\*/)+select|<script|%3cs
 HTTP_SLASHES = re.compile(rb"/{100,}")
 HTTP_METHODS = frozenset((b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH",
                           b"TRACE", b"CONNECT"))
-REQUEST_START = re.compile(rb"\n(?:" + b"|".join(sorted(HTTP_METHODS)) + rb")[ \r\n]")
-STATUS_START = re.compile(rb"\nHTTP/")
 
 
 @dataclass(slots=True)
@@ -68,7 +66,14 @@ NO_CONTENT = ContentFeatures().values()
 
 
 class Analyzer:
-    """Line-oriented base: splits each direction into lines and hands them to subclasses."""
+    """Line-oriented base: splits each direction into lines and hands them to subclasses.
+
+    A subclass whose line() acts only on lines that start with known prefixes declares them as
+    `line_prefixes = (client, server)` (per direction a tuple of prefixes, or None for every
+    line); the extractor then splits the lines itself and calls line() for those alone.
+    """
+
+    line_prefixes: tuple | None = None
 
     def __init__(self) -> None:
         self.f = ContentFeatures()
@@ -243,6 +248,8 @@ EPSV_REPLY = re.compile(rb"^229 .*?\(\|\|\|(\d+)\|\)")
 class FtpAnalyzer(Analyzer):
     """Logins, file creations and access files; announces passive-mode data endpoints."""
 
+    line_prefixes = (None, (b"227 ", b"229 ", b"230", b"530"))
+
     def __init__(self) -> None:
         super().__init__()
         self.user = b""
@@ -318,10 +325,7 @@ class MailboxAnalyzer(Analyzer):
 class SmtpAnalyzer(Analyzer):
     """A session the server accepted (250 to HELO/EHLO/MAIL) is logged in; 535 is a failed AUTH."""
 
-    def lines(self, from_orig: bool, buf: bytes) -> bytes:
-        if from_orig:  # nothing the client sends counts: skip its lines (and message bodies)
-            return buf[buf.rfind(b"\n") + 1:]
-        return super().lines(from_orig, buf)
+    line_prefixes = ((), (b"250", b"535"))
 
     def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
         if from_orig:
@@ -335,15 +339,7 @@ class SmtpAnalyzer(Analyzer):
 class HttpAnalyzer(Analyzer):
     """An answered request is a logged-in session; suspicious requests are hot."""
 
-    def lines(self, from_orig: bool, buf: bytes) -> bytes:
-        # Only request and status lines count: candidates are found without visiting every
-        # header and body line, and line() checks each.
-        end = buf.rfind(b"\n") + 1
-        text = b"\n" + buf[:end]  # complete lines, each after a newline
-        for m in (REQUEST_START if from_orig else STATUS_START).finditer(text):
-            stop = text.index(b"\n", m.start() + 1)
-            self.line(from_orig, text[m.start() + 1:stop].rstrip(b"\r"), complete=True)
-        return buf[end:]
+    line_prefixes = (tuple(sorted(HTTP_METHODS)), (b"HTTP/",))
 
     def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
         if not from_orig:

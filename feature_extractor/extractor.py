@@ -67,17 +67,21 @@ class _TableStats:
 
 
 class _Hooks:
-    """What the kernel asks of Python: fragments, FTP sessions, content features."""
+    """What the kernel asks of Python: fragments, FTP sessions, content features.
+
+    Answers go back as return values: holding the kernel here would make a reference cycle
+    the garbage collector cannot see through the kernel.
+    """
 
     def __init__(self, fragments: Reassembler):
         self.fragments = fragments
-        self.kernel: Kernel | None = None
         self.ftp_sessions: OrderedDict = OrderedDict()  # (client, server) -> control analyzer
         self.ftp_expected: OrderedDict = OrderedDict()  # (server, port) announced, oldest first
 
-    def expire_fragments(self, now: float) -> None:
+    def expire_fragments(self, now: float) -> bool:
+        """Drop datagrams past their time; whether any remain."""
         self.fragments.expire(now)
-        self.kernel.set_fragments_pending(bool(self.fragments.pending))
+        return bool(self.fragments.pending)
 
     def ftp_control(self, client: bytes, server: bytes) -> FtpAnalyzer:
         analyzer = FtpAnalyzer()
@@ -86,24 +90,23 @@ class _Hooks:
             self.ftp_sessions.popitem(last=False)
         return analyzer
 
-    def ftp_payload(self, analyzer: FtpAnalyzer, from_orig: bool, payload: bytes,
-                    server: bytes, version: int) -> bool:
-        more = analyzer.data(from_orig, payload)
+    def ftp_line(self, analyzer: FtpAnalyzer, from_orig: bool, line: bytes, complete: bool,
+                 server: bytes, version: int) -> int:
+        """One control-channel line; the number of announced data endpoints waiting."""
+        analyzer.line(from_orig, line, complete)
         if analyzer.expected:
             for addr, port in analyzer.expected:
                 self.ftp_expected[(addr if addr and version == 4 else server, port)] = None
             analyzer.expected.clear()
             while len(self.ftp_expected) > FTP_MEMORY:
                 self.ftp_expected.popitem(last=False)
-            self.kernel.set_ftp_expected(len(self.ftp_expected))
-        return more
+        return len(self.ftp_expected)
 
     def take_expected(self, server: bytes, port: int) -> bool:
         """A new connection to an endpoint a PASV/EPSV reply announced is passive ftp_data."""
         if (server, port) not in self.ftp_expected:
             return False
         del self.ftp_expected[(server, port)]
-        self.kernel.set_ftp_expected(len(self.ftp_expected))
         return True
 
     def content(self, analyzer, ftp_data: bool, orig: bytes, resp: bytes) -> tuple:
@@ -134,7 +137,6 @@ class Extractor:
             {port: index[name] for port, name in TCP_SERVICES.items()},
             {port: index[name] for port, name in UDP_SERVICES.items()},
             tuple(ANALYZERS.get(name) for name in SERVICE_NAMES), self._hooks, ConnectionRecord)
-        self._hooks.kernel = self._kernel
         self.table = _TableStats(self._kernel)
         self.drain = self._kernel.drain
         self.drain_csv = self._kernel.drain_csv

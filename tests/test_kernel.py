@@ -6,8 +6,11 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feature_extractor.capture_file import feed_captures, read_captures
+from feature_extractor.content import ANALYZERS, FtpAnalyzer
 from feature_extractor.extractor import Extractor
 from feature_extractor.record import format_features
 from tests.conftest import PCAPS
@@ -105,3 +108,39 @@ def test_a_libpcap_batch_gives_the_records_of_packet_by_packet_input():
 def test_a_batch_table_pointing_outside_its_buffer_is_an_error():
     with pytest.raises(ValueError, match="outside the buffer"):
         Extractor().feed_batch(b"\x00" * 10, struct.pack("=IIII", 1, 0, 4, 20), 1)
+
+
+LINE_MODE = [cls for cls in set(ANALYZERS.values()) if cls.line_prefixes is not None]
+
+
+@pytest.mark.parametrize("cls", LINE_MODE, ids=lambda c: c.__name__)
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(st.tuples(st.booleans(), st.binary(max_size=40)), max_size=12))
+def test_lines_outside_the_declared_prefixes_change_nothing(cls, lines):
+    # The kernel hands a line-mode analyzer only lines starting with its declared prefixes;
+    # through the reference path (data(), every line) the others must not matter.
+    analyzer, reference = cls(), cls()
+    for from_orig, text in lines:
+        prefixes = cls.line_prefixes[0 if from_orig else 1]
+        if prefixes is None or text.startswith(tuple(prefixes)):
+            continue
+        analyzer.data(from_orig, text.replace(b"\n", b" ") + b"\r\n")
+    assert analyzer.result() == reference.result()
+
+
+@pytest.mark.parametrize("path", [PCAPS / "synthetic" / "content.pcap",
+                                  PCAPS / "realtools" / "normal_web.pcap",
+                                  PCAPS / "realtools" / "normal_smtp.pcap",
+                                  PCAPS / "public" / "zeek_http_get.pcap"], ids=lambda p: p.name)
+def test_line_mode_gives_what_every_segment_through_data_gives(path, monkeypatch):
+    def records():
+        ex = Extractor()
+        feed_captures([str(path)], ex.packet, ex.feed_pcap)
+        ex.finish()
+        return ex.drain()
+
+    line_mode = records()
+    for name, cls in ANALYZERS.items():
+        if cls.line_prefixes is not None and cls is not FtpAnalyzer:  # FTP is always by line
+            monkeypatch.setitem(ANALYZERS, name, type(cls.__name__, (cls,), {"line_prefixes": None}))
+    assert records() == line_mode
