@@ -8,7 +8,7 @@ DEMO := pcaps/demo.pcap
 
 install: $(BIN)/kdd-sensor
 
-$(BIN)/kdd-sensor: pyproject.toml feature_extractor/_kernel.c
+$(BIN)/kdd-sensor: pyproject.toml setup.py feature_extractor/_kernel.c
 	PY=$(PY) bash packaging/system-deps.sh build
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
