@@ -23,18 +23,21 @@ PROGRAM_WORK = re.compile(rb"^\s*(?:gcc|cc|make|ld|as|chmod|chown|setuid|\./\S+)
 FILE_CREATION = re.compile(rb"(?:^\s*(?:touch|mkdir|cp|mv|tee|vi|vim|ed|emacs|pico|nano)\b|[^<>&0-9]>\s*\S)")
 SHELL_START = re.compile(rb"^\s*(?:exec\s+)?(?:/bin/|/usr/bin/)?(?:sh|bash|csh|tcsh|ksh|zsh|dash)\b")
 SU_COMMAND = re.compile(rb"^\s*(?:/bin/)?su\b")
-FAILED_LOGIN = re.compile(rb"(?i)login incorrect|login failed|authentication failure|incorrect password|"
-                          rb"permission denied, please try again|access denied")
+# Case-insensitive rules marked "lowercased" are matched against bytes.lower() of the text: the
+# same as (?i) on bytes (ASCII letters only), and 2-3 times faster in re.
+FAILED_LOGIN = re.compile(rb"login incorrect|login failed|authentication failure|incorrect password|"
+                          rb"permission denied, please try again|access denied")  # lowercased
 SHELL_PROMPT = re.compile(rb"(?:[$%>#]|\w\]) ?$")
+PROMPT_ENDS = tuple(end + space for end in (b"$", b"%", b">", b"#", b"]") for space in (b"", b" "))
 LOGIN_PROMPT = re.compile(rb"(?i)(?:login|username|user name)\s*:\s*$")
 PASSWORD_PROMPT = re.compile(rb"(?i)password\s*:\s*$")
 
-# HTTP request indicators ("suspicious requests" of the task description).
-HTTP_SCRIPT = re.compile(rb"(?i)/cgi-bin/|/scripts/|\.(?:cgi|pl|exe|dll|bat|sh)\b|phf")
-HTTP_SYSTEM = re.compile(rb"(?i)/etc/|/bin/|passwd|cmd\.exe|\.\./|%2e%2e|/proc/self")
-HTTP_INJECTION = re.compile(rb"(?i)union(?:\s|%20|\+|/\*\*/)+select|<script|%3cscript|'\s*or\s*'?\d|"
+# HTTP request indicators ("suspicious requests" of the task description), all lowercased.
+HTTP_SCRIPT = re.compile(rb"/cgi-bin/|/scripts/|\.(?:cgi|pl|exe|dll|bat|sh)\b|phf")
+HTTP_SYSTEM = re.compile(rb"/etc/|/bin/|passwd|cmd\.exe|\.\./|%2e%2e|/proc/self")
+HTTP_INJECTION = re.compile(rb"union(?:\s|%20|\+|/\*\*/)+select|<script|%3cscript|'\s*or\s*'?\d|"
                             rb";\s*(?:cat|ls|id|wget|curl)\b|\$\{jndi:")
-HTTP_SLASHES = re.compile(rb"/{100,}")
+HTTP_SLASHES = b"/" * 100
 HTTP_METHODS = frozenset((b"GET", b"POST", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH",
                           b"TRACE", b"CONNECT"))
 
@@ -179,7 +182,7 @@ class InteractiveAnalyzer(Analyzer):
             command_indicators(self.f, line, self.root_prompt)
 
     def server_text(self, line: bytes) -> None:
-        if FAILED_LOGIN.search(line):
+        if FAILED_LOGIN.search(line.lower()):
             self.f.num_failed_logins += 1
             self.f.logged_in = 0
             return
@@ -190,12 +193,15 @@ class InteractiveAnalyzer(Analyzer):
             self.server_prompt(line)
 
     def server_prompt(self, text: bytes) -> None:
+        # Called on every echoed keystroke: each regex runs only where its literal can match.
         text = text.rstrip(b"\r\n")
-        if LOGIN_PROMPT.search(text):
+        colon = b":" in text
+        if colon and LOGIN_PROMPT.search(text):
             self.expect, self.prompted = b"login", True
-        elif PASSWORD_PROMPT.search(text):
+        elif colon and PASSWORD_PROMPT.search(text):
             self.expect, self.prompted = b"password", True
-        elif self.prompted and SHELL_PROMPT.search(text) and len(text) < 80:
+        elif (self.prompted and len(text) < 80 and text.endswith(PROMPT_ENDS)
+              and SHELL_PROMPT.search(text)):
             self._logged_in()
             is_root = text.rstrip().endswith(b"#")
             if is_root and not self.root_prompt:
@@ -350,16 +356,17 @@ class HttpAnalyzer(Analyzer):
             return
         if line[:8].split(b" ", 1)[0] not in HTTP_METHODS:
             return
-        if HTTP_SLASHES.search(line):
+        low = line.lower()
+        if HTTP_SLASHES in line:
             self.f.hot += 2
             self.f.num_compromised += 1
-        if HTTP_SCRIPT.search(line):
+        if HTTP_SCRIPT.search(low):
             self.f.hot += 1
-        if HTTP_SYSTEM.search(line):
+        if HTTP_SYSTEM.search(low):
             self.f.hot += 1
             if ACCESS_FILES.search(line):
                 self.f.num_access_files += 1
-        if HTTP_INJECTION.search(line):
+        if HTTP_INJECTION.search(low):
             self.f.hot += 1
 
 

@@ -1,0 +1,47 @@
+"""The content rules' speed rewrites keep their meaning: patterns matched on lowercased text
+agree with the same pattern under (?i), and the prompt prefilter never hides a prompt."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feature_extractor import content
+
+LOWERCASED = ["FAILED_LOGIN", "HTTP_SCRIPT", "HTTP_SYSTEM", "HTTP_INJECTION"]
+PIECES = [b"Login Incorrect", b"ACCESS denied", b"/CGI-BIN/", b".Exe", b"PHF", b"/ETC/",
+          b"%2E%2e", b"UNION SELECT", b"<SCRIPT", b"${JNDI:", b"; CAT ", b"' Or '1", b"\xc3\x89",
+          b"/", b".", b" ", b"\t", b"x", b"9"]
+texts = st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=6)), max_size=12).map(b"".join)
+
+
+@pytest.mark.parametrize("name", LOWERCASED)
+@settings(max_examples=400, deadline=None)
+@given(text=texts)
+def test_lowercased_rules_agree_with_ignorecase(name, text):
+    pattern = getattr(content, name)
+    assert pattern.pattern == pattern.pattern.lower()
+    reference = re.compile(b"(?i)" + pattern.pattern)
+    assert bool(pattern.search(text.lower())) == bool(reference.search(text))
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.lists(st.sampled_from([b"$", b"%", b">", b"#", b"]", b" ", b"a", b"_", b":", b"\t"]),
+                     max_size=8).map(b"".join))
+def test_shell_prompt_prefilter_is_only_a_shortcut(text):
+    if content.SHELL_PROMPT.search(text):
+        assert text.endswith(content.PROMPT_ENDS)
+    if content.LOGIN_PROMPT.search(text) or content.PASSWORD_PROMPT.search(text):
+        assert b":" in text
+
+
+def test_a_hundred_slashes_is_the_slash_rule():
+    analyzer = content.HttpAnalyzer()
+    analyzer.data(True, b"GET /" + b"/" * 99 + b"x HTTP/1.0\r\n")
+    assert analyzer.result().hot == 2 and analyzer.result().num_compromised == 1
+    other = content.HttpAnalyzer()
+    other.data(True, b"GET /" + b"/" * 98 + b"x HTTP/1.0\r\n")
+    assert other.result().hot == 0
