@@ -3,10 +3,11 @@
 Builds two captures from the project's own captures: a benign mix (web, DNS, SMTP, FTP, telnet,
 SSH sessions) and an attack-heavy mix (SYN flood, scan, sweep, smurf, land, teardrop),
 each as time-shifted copies with every IPv4 address remapped per copy, so connections do not
-collide. Then, pinned to one core, median of three: `kdd-sensor extract`, tshark's own
+collide. Then, pinned to one core, three rounds of `kdd-sensor extract`, tshark's own
 connection tracking (`tshark -q -n -r FILE -z conv,tcp -z conv,udp`) and the full
-`kdd-sensor replay` (pcap to alerts). Last, a spoofed SYN flood from one million distinct
-sources through a capped connection table: peak RSS, evictions, alerts.
+`kdd-sensor replay` (pcap to alerts) side by side: medians, and the ratio as the median of the
+rounds' tshark/extract. Last, a spoofed SYN flood from one million distinct sources through a
+capped connection table: peak RSS, evictions, alerts.
 """
 
 from __future__ import annotations
@@ -111,10 +112,17 @@ def timed(cmd: list[str]) -> tuple[float, int, str]:
     return elapsed, int(m.group(1)) if m else 0, proc.stderr
 
 
-def median_of(cmd: list[str], runs: int) -> tuple[float, int, str]:
-    results = [timed(cmd) for _ in range(runs)]
-    seconds = statistics.median(r[0] for r in results)
-    return seconds, max(r[1] for r in results), results[-1][2]
+def interleaved(cmds: dict[str, list[str] | None], runs: int) -> dict[str, tuple]:
+    """Each command once per round, round after round: on a shared machine whose speed drifts
+    (tshark alone moved between 13 and 18 s on one file here), tools timed side by side see the
+    same conditions. Per command: median seconds, peak RSS, last stderr, and the seconds of
+    every round (for per-round ratios)."""
+    rounds: dict[str, list] = {name: [] for name, cmd in cmds.items() if cmd}
+    for _ in range(runs):
+        for name in rounds:
+            rounds[name].append(timed(cmds[name]))
+    return {name: (statistics.median(r[0] for r in res), max(r[1] for r in res), res[-1][2],
+                   [r[0] for r in res]) for name, res in rounds.items()}
 
 
 def _records(stderr: str) -> int:
@@ -130,27 +138,34 @@ def bench_command(args) -> int:
     runs = 1 if args.quick else 3
     target = args.packets // (10 if args.quick else 1)
     me = [sys.executable, "-m", "sensor.cli"]
-    print(f"kdd-sensor bench: {target:,} packets per mix, median of {runs}, one core (cpu 0)")
+    print(f"kdd-sensor bench: {target:,} packets per mix, median of {runs} rounds side by side, "
+          f"one core (cpu 0)")
     rows = []
     for name, paths, spacing in (("benign", BENIGN, 0.5), ("attack", ATTACK, 5.0)):
         capture = out / f"{name}.pcap"
         n = build_mix(paths, target, spacing, capture, seed=7)
-        ext_s, ext_rss, err = median_of([*me, "extract", str(capture), "-o", os.devnull], runs)
+        timings = interleaved({
+            "extract": [*me, "extract", str(capture), "-o", os.devnull],
+            "tshark": ["tshark", "-q", "-n", "-r", str(capture), "-z", "conv,tcp", "-z",
+                       "conv,udp"] if shutil.which("tshark") else None,
+            "replay": [*me, "replay", str(capture), "--eve", os.devnull, "--no-progress"],
+        }, runs)
+        ext_s, ext_rss, err, ext_rounds = timings["extract"]
         records = _records(err)
-        tshark_s = None
-        if shutil.which("tshark"):
-            tshark_s, _, _ = median_of(["tshark", "-q", "-n", "-r", str(capture), "-z",
-                                        "conv,tcp", "-z", "conv,udp"], runs)
-        rep_s, rep_rss, _ = median_of([*me, "replay", str(capture), "--eve", os.devnull,
-                                       "--no-progress"], runs)
-        rows.append((name, n, records, ext_s, ext_rss, tshark_s, rep_s, rep_rss))
+        tshark_s = ratio = None
+        if "tshark" in timings:
+            tshark_s, _, _, tshark_rounds = timings["tshark"]
+            ratio = statistics.median(t / e for t, e in zip(tshark_rounds, ext_rounds,
+                                                             strict=True))
+        rep_s, rep_rss, _, _ = timings["replay"]
+        rows.append((name, n, records, ext_s, ext_rss, tshark_s, ratio, rep_s, rep_rss))
     print()
     print(f"{'mix':8} {'packets':>10} {'conns':>9} {'extract pkt/s':>14} {'conn/s':>9} "
           f"{'RSS MB':>7} {'tshark pkt/s':>13} {'ratio':>6} {'replay pkt/s':>13} "
           f"{'replay/extract':>15} {'RSS MB':>7}")
-    for name, n, records, ext_s, ext_rss, tshark_s, rep_s, rep_rss in rows:
+    for name, n, records, ext_s, ext_rss, tshark_s, ratio, rep_s, rep_rss in rows:
         tshark_rate = f"{n / tshark_s:13,.0f}" if tshark_s else f"{'n/a':>13}"
-        ratio = f"{tshark_s / ext_s:6.2f}" if tshark_s else f"{'n/a':>6}"
+        ratio = f"{ratio:6.2f}" if ratio else f"{'n/a':>6}"
         print(f"{name:8} {n:10,} {records:9,} {n / ext_s:14,.0f} {records / ext_s:9,.0f} "
               f"{ext_rss:7} {tshark_rate} {ratio} {n / rep_s:13,.0f} {ext_s / rep_s:15.2f} "
               f"{rep_rss:7}")
