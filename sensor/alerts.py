@@ -7,6 +7,7 @@ plugins keep theirs under one key of their own.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import socket
@@ -114,6 +115,12 @@ _ALERT_JSON = {
 }
 
 
+@functools.lru_cache(maxsize=64)
+def _json_string(text: str) -> str:
+    """A JSON string literal; the few values repeated on every alert are encoded once."""
+    return json.dumps(text)
+
+
 def eve_line(alert: Alert, host: str | None = None) -> str:
     """One EVE JSON alert, built from templates: a flood writes one per connection."""
     r = alert.record
@@ -122,9 +129,9 @@ def eve_line(alert: Alert, host: str | None = None) -> str:
              else f'"src_port":{r.src_port},"dest_port":{r.dst_port}')
     extra = ""
     if host:
-        extra += f',"host":{json.dumps(host)}'
+        extra += f',"host":{_json_string(host)}'
     if alert.pcap_filename is not None:
-        extra += f',"pcap_filename":{json.dumps(alert.pcap_filename)}'
+        extra += f',"pcap_filename":{_json_string(alert.pcap_filename)}'
     if alert.pcap_cnt is not None:
         extra += f',"pcap_cnt":{alert.pcap_cnt}'
     features = r.features
@@ -134,7 +141,7 @@ def eve_line(alert: Alert, host: str | None = None) -> str:
         f'"proto":"{r.proto.upper()}","community_id":"{alert.community_id}",{where}{extra},'
         f'"alert":{_ALERT_JSON[alert.attack_class]},'
         f'"kdd":{{"class":"{alert.attack_class}","confidence":{alert.confidence:.4f},'
-        f'"probabilities":{{{probs}}},"model_version":{json.dumps(alert.model_version)},'
+        f'"probabilities":{{{probs}}},"model_version":{_json_string(alert.model_version)},'
         f'"conn_start":"{eve_timestamp(r.ts)}","conn_last":"{eve_timestamp(r.last_ts)}",'
         f'"service":"{features[2]}","flag":"{features[3]}",'
         f'"features":{_FEATURES_JSON % tuple(features)}}}}}')
