@@ -126,7 +126,7 @@ def _pcap_header(buf: _Buffer, path: str):
     if not buf.fill(24):
         raise CaptureError(path, "truncated pcap file header")
     little = buf.buf[0] in (0xD4, 0x4D)
-    nano = buf.buf[1] == 0x3C
+    nano = buf.buf[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")  # either byte order
     e = "<" if little else ">"
     linktype = struct.unpack_from(e + "I", buf.buf, 20)[0] & 0x0FFFFFFF
     buf.pos = 24

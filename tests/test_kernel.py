@@ -144,3 +144,37 @@ def test_line_mode_gives_what_every_segment_through_data_gives(path, monkeypatch
         if cls.line_prefixes is not None and cls is not FtpAnalyzer:  # FTP is always by line
             monkeypatch.setitem(ANALYZERS, name, type(cls.__name__, (cls,), {"line_prefixes": None}))
     assert records() == line_mode
+
+
+@pytest.mark.parametrize(("endian", "nano"), [(">", False), ("<", True), (">", True)])
+def test_big_endian_and_nanosecond_pcaps_give_the_same_records(tmp_path, endian, nano):
+    packets = list(read_captures([str(PCAPS / "realtools" / "normal_ftp.pcap")]))
+    path = tmp_path / "variant.pcap"
+    with path.open("wb") as fh:
+        magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+        fh.write(struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1))
+        for ts, _, frame in packets:
+            sec = int(ts)
+            frac = round((ts - sec) * (1e9 if nano else 1e6))
+            fh.write(struct.pack(endian + "IIII", sec, frac, len(frame), len(frame)) + frame)
+
+    def records(feed: bool):
+        ex = Extractor()
+        if feed:
+            feed_captures([str(path)], ex.packet, ex.feed_pcap)
+        else:
+            for ts, linktype, frame in read_captures([str(path)]):
+                ex.packet(ts, linktype, frame)
+        ex.finish()
+        return [(round(r.ts, 6), r.features) for r in ex.drain()]
+
+    original = [(round(r.ts, 6), r.features) for r in _records_of(packets)]
+    assert records(feed=True) == records(feed=False) == original
+
+
+def _records_of(packets):
+    ex = Extractor()
+    for ts, linktype, frame in packets:
+        ex.packet(ts, linktype, frame)
+    ex.finish()
+    return ex.drain()
