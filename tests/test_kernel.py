@@ -178,3 +178,30 @@ def _records_of(packets):
         ex.packet(ts, linktype, frame)
     ex.finish()
     return ex.drain()
+
+
+def test_ipv6_extension_headers_and_fragments():
+    from scapy.layers.inet import TCP, UDP
+    from scapy.layers.inet6 import (
+        IPv6,
+        IPv6ExtHdrDestOpt,
+        IPv6ExtHdrFragment,
+        IPv6ExtHdrHopByHop,
+        fragment6,
+    )
+    syn = IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop() / \
+        IPv6ExtHdrDestOpt() / TCP(sport=40000, dport=80, flags="S")
+    big = IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment() / \
+        UDP(sport=40001, dport=53) / (b"q" * 3000)
+    pieces = fragment6(big, 1280)
+    assert len(pieces) == 3
+    ex = Extractor()
+    ex.packet(1_700_000_000.0, 229, bytes(syn))                      # LINKTYPE_IPV6
+    for i, piece in enumerate(reversed(pieces)):                     # in reverse order
+        ex.packet(1_700_000_000.1 + i * 0.01, 229, bytes(piece))
+    ex.finish()
+    by_service = {r.features[2]: r for r in ex.drain()}
+    assert by_service["http"].features[3] == "S0" and by_service["http"].dst_ip == "2001:db8::2"
+    dns = by_service["domain_u"]
+    assert dns.features[4] == 3000 and dns.features[7] == 0           # src_bytes, wrong_fragment
+    assert ex.fragments.stats["reassembled"] == 1 and not ex.skipped
