@@ -263,8 +263,6 @@ typedef struct {
     double timeout[N_QUEUES];
     Py_ssize_t max_connections, max_hosts;
     int16_t tcp_service[65536], udp_service[65536];
-    uint8_t tcp_known[65536], udp_known[65536];
-    int n_services;
     int16_t s_private, s_other, s_ftp, s_ftp_data, s_eco_i, s_ecr_i, s_urp_i, s_urh_i, s_red_i,
         s_tim_i, s_oth_i;
     PyObject *service_names; /* tuple of str */
@@ -511,7 +509,7 @@ static int16_t port_service(Kernel *k, int proto, unsigned resp_port, unsigned o
 }
 
 static inline int is_service_port(Kernel *k, int proto, unsigned port) {
-    return port < WELL_KNOWN || (proto == 6 ? k->tcp_known[port] : k->udp_known[port]);
+    return port < WELL_KNOWN || (proto == 6 ? k->tcp_service[port] : k->udp_service[port]) >= 0;
 }
 
 /* ---------------------------------------------------------------- windows */
@@ -1292,11 +1290,13 @@ static int packet(Kernel *k, double ts, int linktype, const uint8_t *f, Py_ssize
     return datagram(k, ts, d, 0, n);
 }
 
-static PyObject *fragment_tuple(const Datagram *d) {
+/* (ts, frame length, fragment fields) for the caller to reassemble. */
+static PyObject *fragment_report(double ts, Py_ssize_t frame_len, const Datagram *d) {
     int alen = d->version == 4 ? 4 : 16;
-    return Py_BuildValue("iy#y#iIIOy#n", d->version, d->src, (Py_ssize_t)alen, d->dst,
-                         (Py_ssize_t)alen, d->proto, d->ident, d->frag_offset,
-                         bool_obj(d->more_fragments), d->payload, d->caplen, d->payload_len);
+    return Py_BuildValue("dn(iy#y#iIIOy#n)", ts, frame_len, d->version, d->src,
+                         (Py_ssize_t)alen, d->dst, (Py_ssize_t)alen, d->proto, d->ident,
+                         d->frag_offset, bool_obj(d->more_fragments), d->payload, d->caplen,
+                         d->payload_len);
 }
 
 /* ---------------------------------------------------------------- Python methods */
@@ -1313,7 +1313,9 @@ static PyObject *K_packet(Kernel *k, PyObject *const *args, Py_ssize_t nargs) {
     if (PyObject_GetBuffer(args[2], &view, PyBUF_SIMPLE) < 0) return NULL;
     Datagram d;
     int rc = packet(k, ts, linktype, view.buf, view.len, &d);
-    PyObject *out = rc < 0 ? NULL : rc == 1 ? fragment_tuple(&d) : Py_NewRef(Py_None);
+    PyObject *out = rc < 0    ? NULL
+                    : rc == 1 ? fragment_report(ts, view.len, &d)
+                              : Py_NewRef(Py_None);
     PyBuffer_Release(&view);
     return out;
 }
@@ -1351,10 +1353,7 @@ static PyObject *K_feed_pcap(Kernel *k, PyObject *args) {
         pos += 16 + incl;
         if (rc < 0) { failed = 1; break; }
         if (rc == 1) {
-            PyObject *t = fragment_tuple(&d);
-            if (!t) { failed = 1; break; }
-            frag = Py_BuildValue("dnN", ts, (Py_ssize_t)incl, t);
-            if (!frag) failed = 1;
+            if (!(frag = fragment_report(ts, incl, &d))) failed = 1;
             break;
         }
     }
@@ -1389,8 +1388,7 @@ static PyObject *K_feed_batch(Kernel *k, PyObject *args) {
         int rc = packet(k, ts, linktype, b + entry[2], entry[3], &d);
         if (rc < 0) { failed = 1; break; }
         if (rc == 1) {
-            PyObject *t = fragment_tuple(&d);
-            if (!t || !(frag = Py_BuildValue("dnN", ts, (Py_ssize_t)entry[3], t))) failed = 1;
+            if (!(frag = fragment_report(ts, entry[3], &d))) failed = 1;
             break;
         }
     }
@@ -1636,8 +1634,8 @@ static int service_index(PyObject *names, const char *name) {
     return -1;
 }
 
-static int fill_ports(PyObject *table, int16_t *service, uint8_t *known) {
-    for (int p = 0; p < 65536; p++) { service[p] = -1; known[p] = 0; }
+static int fill_ports(PyObject *table, int16_t *service) {
+    for (int p = 0; p < 65536; p++) service[p] = -1;
     PyObject *key, *value;
     Py_ssize_t pos = 0;
     while (PyDict_Next(table, &pos, &key, &value)) {
@@ -1648,7 +1646,6 @@ static int fill_ports(PyObject *table, int16_t *service, uint8_t *known) {
             return -1;
         }
         service[port] = (int16_t)idx;
-        known[port] = 1;
     }
     return 0;
 }
@@ -1723,8 +1720,7 @@ static int K_init(Kernel *k, PyObject *args, PyObject *kw) {
     Py_INCREF(k->analyzers);
     Py_INCREF(k->hooks);
     Py_INCREF(k->record_cls);
-    if (fill_ports(tcp, k->tcp_service, k->tcp_known) < 0 ||
-        fill_ports(udp, k->udp_service, k->udp_known) < 0)
+    if (fill_ports(tcp, k->tcp_service) < 0 || fill_ports(udp, k->udp_service) < 0)
         return -1;
     PyObject *names = k->service_names;
     int idx[11];
@@ -1798,7 +1794,7 @@ static void K_dealloc(Kernel *k) {
 
 static PyMethodDef K_methods[] = {
     {"packet", (PyCFunction)(void (*)(void))K_packet, METH_FASTCALL,
-     "packet(ts, linktype, frame): None, or a fragment tuple to reassemble"},
+     "packet(ts, linktype, frame): None, or (ts, frame_len, fragment) to reassemble"},
     {"feed_pcap", (PyCFunction)K_feed_pcap, METH_VARARGS,
      "feed_pcap(buf, pos, little, nano, linktype, max_packets)\n"
      "-> (pos, None | (ts, frame_len, fragment))"},

@@ -6,7 +6,8 @@
 The per-packet and per-record path is compiled (`_kernel.c`); Python keeps what is rare or
 protocol-specific: fragment reassembly, the content analyzers and FTP's control/data pairing,
 reached from the kernel through `_Hooks`. `packet()` takes one frame, `feed_pcap()` a buffer of
-classic pcap records, `feed_batch()` a live libpcap batch; finished records wait in the kernel until `drain()` or `drain_csv()`.
+classic pcap records, `feed_batch()` a live libpcap batch; finished records wait in the kernel
+until `drain()` or `drain_csv()`.
 Time is packet time: `advance()` moves it on a quiet live link, `finish()` flushes everything.
 """
 
@@ -147,7 +148,7 @@ class Extractor:
     def packet(self, ts: float, linktype: int, frame: bytes) -> None:
         fragment = self._kernel.packet(ts, linktype, frame)
         if fragment is not None:
-            self._fragment(ts, len(frame), fragment)
+            self._fragment(*fragment)
 
     def feed_pcap(self, buf: bytes, pos: int, little: bool, nano: bool, linktype: int,
                   max_packets: int = FEED_PACKETS) -> int:

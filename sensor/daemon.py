@@ -173,7 +173,7 @@ def replay_command(args) -> int:
     started = time.perf_counter()
     status = 0
     recorded = args.speed == "recorded"
-    wall0 = None
+    first_ts = wall0 = None
 
     def between_batches() -> None:
         if progress:
@@ -184,16 +184,14 @@ def replay_command(args) -> int:
             raise _Stopped
 
     def packet(ts: float, linktype: int, frame: bytes) -> None:
-        nonlocal wall0
+        nonlocal first_ts, wall0
         if recorded:
-            first = pipeline.extractor.first_ts
-            if first is None:
-                wall0 = time.monotonic()
-            else:
-                delay = (ts - first) - (time.monotonic() - wall0)
-                if delay > 0:
-                    time.sleep(delay)
-                    pipeline.tick()
+            if first_ts is None:
+                first_ts, wall0 = ts, time.monotonic()
+            delay = (ts - first_ts) - (time.monotonic() - wall0)
+            if delay > 0:
+                time.sleep(delay)
+                pipeline.tick()
         pipeline.packet(ts, linktype, frame)
         if pipeline.packets & 0x3FF == 0:
             between_batches()

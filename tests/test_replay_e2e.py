@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -184,3 +185,18 @@ def test_syslog_outage_during_replay_loses_nothing(rsyslog, tmp_path):
     spooled = int(re.search(r"sink syslog\s+sent [\d,]+, spooled ([\d,]+)", err).group(1)
                   .replace(",", ""))
     assert spooled > 0, err  # the outage did hit alerts, which waited in the spool
+
+
+def test_recorded_speed_keeps_the_capture_pace(tmp_path):
+    capture = REAL / "land.pcap"      # 5 packets over 0.8 s of capture time
+    runs = {}
+    for speed in ("max", "recorded"):
+        eve = tmp_path / f"{speed}.json"
+        started = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "sensor.cli", "replay", str(capture),
+                              "--speed", speed, "--eve", str(eve), "--no-progress"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        runs[speed] = (time.monotonic() - started, eve.read_text().splitlines())
+    assert runs["recorded"][0] - runs["max"][0] >= 0.7
+    assert len(runs["recorded"][1]) == len(runs["max"][1]) > 0
