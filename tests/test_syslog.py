@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from sensor.sinks import SyslogSink
@@ -59,13 +61,36 @@ def test_outage_spools_and_resends_in_order(rsyslog, tmp_path):
         sink.emit(a)  # the receiver is down: these go to the spool
     assert sink.stats()["spooled"] == 100 and sink.stats()["spool_bytes"] > 0
     rsyslog.start()
+    time.sleep(2 * sink.RETRY_SECONDS)  # past the back-off of the last failed connect
     for a in alerts[200:]:
         sink.emit(a)  # the first of these reconnects, drains the spool, then sends
     sink.close()
     lines = rsyslog.lines(expect=300)
     assert ports_in(lines) == list(range(10000, 10300))  # all, in order, none twice
     stats = sink.stats()
-    assert stats["resent"] == 100 and stats["spool_bytes"] == 0 and stats["spool_dropped"] == 0
+    assert stats["resent"] == 100 and stats["sent"] == 200
+    assert stats["spool_bytes"] == 0 and stats["spool_dropped"] == 0
+
+
+def test_alerts_inside_the_reconnect_back_off_are_spooled_not_lost(rsyslog, tmp_path):
+    """A receiver back sooner than the retry timer: alerts queue behind the spool, in order."""
+    sink = SyslogSink(f"tcp://127.0.0.1:{rsyslog.tcp_port}", "rfc5424", "local5",
+                      str(tmp_path / "spool"), 1)
+    sink.RETRY_SECONDS = 3600.0
+    alerts = numbered_alerts(30)
+    for a in alerts[:10]:
+        sink.emit(a)
+    assert len(rsyslog.lines(expect=10)) == 10
+    rsyslog.stop()
+    for a in alerts[10:20]:
+        sink.emit(a)
+    rsyslog.start()
+    for a in alerts[20:]:
+        sink.emit(a)  # the back-off has not run out: spooled behind the others
+    assert sink.stats()["spooled"] == 20
+    sink.close()  # the last attempt ignores the timer
+    assert ports_in(rsyslog.lines(expect=30)) == list(range(10000, 10030))
+    assert sink.stats()["resent"] == 20 and sink.stats()["spool_bytes"] == 0
 
 
 def test_spool_survives_a_restart_of_the_sensor(rsyslog, tmp_path):
