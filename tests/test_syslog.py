@@ -30,6 +30,13 @@ def numbered_alerts(n: int):
     return alerts
 
 
+def tcp_sink(rsyslog, tmp_path, retry_seconds: float) -> SyslogSink:
+    sink = SyslogSink(f"tcp://127.0.0.1:{rsyslog.tcp_port}", "rfc5424", "local5",
+                      str(tmp_path / "spool"), 1)
+    sink.RETRY_SECONDS = retry_seconds
+    return sink
+
+
 def ports_in(lines: list[str]) -> list[int]:
     return [int(line.split(' spt="')[1].split('"')[0]) for line in lines]
 
@@ -49,9 +56,7 @@ def test_alerts_arrive_as_valid_rfc5424(rsyslog, tmp_path, scheme):
 
 
 def test_outage_spools_and_resends_in_order(rsyslog, tmp_path):
-    sink = SyslogSink(f"tcp://127.0.0.1:{rsyslog.tcp_port}", "rfc5424", "local5",
-                      str(tmp_path / "spool"), 1)
-    sink.RETRY_SECONDS = 0.05
+    sink = tcp_sink(rsyslog, tmp_path, retry_seconds=0.05)
     alerts = numbered_alerts(300)
     for a in alerts[:100]:
         sink.emit(a)
@@ -74,13 +79,11 @@ def test_outage_spools_and_resends_in_order(rsyslog, tmp_path):
 
 def test_alerts_inside_the_reconnect_back_off_are_spooled_not_lost(rsyslog, tmp_path):
     """A receiver back sooner than the retry timer: alerts queue behind the spool, in order."""
-    sink = SyslogSink(f"tcp://127.0.0.1:{rsyslog.tcp_port}", "rfc5424", "local5",
-                      str(tmp_path / "spool"), 1)
-    sink.RETRY_SECONDS = 3600.0
+    sink = tcp_sink(rsyslog, tmp_path, retry_seconds=3600.0)
     alerts = numbered_alerts(30)
     for a in alerts[:10]:
         sink.emit(a)
-    assert len(rsyslog.lines(expect=10)) == 10
+    assert len(rsyslog.lines(expect=10)) == 10  # a killed receiver loses what it has not read
     rsyslog.stop()
     for a in alerts[10:20]:
         sink.emit(a)
