@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from feature_extractor.capture_file import CaptureError, open_capture, read_captures
+from feature_extractor import capture_file
+from feature_extractor.capture_file import CaptureError, feed_captures, open_capture, read_captures
+from feature_extractor.extractor import Extractor
 from tests.conftest import PUBLIC, SYNTHETIC, extract_file, shared_pcap
 
 CLI = [sys.executable, "-m", "sensor.cli"]
@@ -86,6 +88,23 @@ def test_several_files_merge_in_time_order(tmp_path):
                                  str(PUBLIC / "zeek_http_get.pcap")]))
     times = [p[0] for p in merged]
     assert times == sorted(times) and len(merged) == 10 + 14
+
+
+@pytest.mark.parametrize("path", [PUBLIC / "ndpi_ftp.pcap", PUBLIC / "ndpi_telnet.pcap",
+                                  PUBLIC / "cs_ip_frag_source.pcapng"], ids=lambda p: p.name)
+def test_a_read_buffer_smaller_than_the_file_changes_nothing(path, monkeypatch):
+    """Records straddle the buffer's end at every offset: each is moved to the front intact."""
+    whole = list(open_capture(str(path)))
+    one = Extractor()
+    feed_captures([str(path)], one.packet, one.feed_pcap)
+    one.finish()
+    assert max(len(p[2]) for p in whole) + 64 < 3001 < path.stat().st_size // 2
+    monkeypatch.setattr(capture_file, "CHUNK", 3001)
+    assert list(open_capture(str(path))) == whole
+    small = Extractor()
+    feed_captures([str(path)], small.packet, small.feed_pcap)
+    small.finish()
+    assert small.packets == len(whole) and small.drain() == one.drain()
 
 
 def test_stdin():
