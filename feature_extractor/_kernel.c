@@ -170,7 +170,8 @@ static const char *REASON_NAMES[N_REASONS] = {
 #define WELL_KNOWN 1024
 #define N_CONTENT 13
 #define PAYLOAD_LIMIT 16384 /* bytes per direction an analyzer reads (content.PAYLOAD_LIMIT) */
-#define MAX_PREFIXES 16
+#define MAX_PREFIXES 24 /* a direction's prefixes, those for line() and the counted ones */
+#define MAX_NEEDLES 32
 
 /* ---------------------------------------------------------------- records */
 
@@ -201,6 +202,7 @@ typedef struct Conn {
     uint16_t orig_port, resp_port;
     uint8_t proto, version, orig_state, resp_state, orig_syn, resp_synack, role_swap;
     uint8_t analyzer_done[2]; /* [from_orig]: the analyzer wants no more of that direction */
+    uint16_t counts[N_CONTENT]; /* what the line_counts rules added (at most one per line) */
     struct LineState {        /* line-mode analyzers: the current line of each direction */
         char *buf;
         uint32_t len, cap, seen;
@@ -241,16 +243,28 @@ typedef struct {
  * every line or a tuple of the prefixes of the only lines its line() acts on. The kernel then
  * splits that direction into lines itself (within the first PAYLOAD_LIMIT bytes, as the
  * Python base class does) and calls line() for those lines alone: an HTTP download or an SMTP
- * message body costs no Python call at all. Classes without it get every segment (data()). */
+ * message body costs no Python call at all. Classes without it get every segment (data()).
+ * `line_counts` rules (prefix, feature, SET or ADD) are applied here without calling Python,
+ * and `line_needles` keep from line() the lines that hold none of them: a benign HTTP
+ * exchange or SMTP session then makes no Python object at all. */
+enum { COUNT_SET = 1, COUNT_ADD = 2 };
+
 typedef struct {
     int every_line, n;
     Py_ssize_t len[MAX_PREFIXES];
     char text[MAX_PREFIXES][16];
+    int8_t feature[MAX_PREFIXES]; /* -1: a prefix for line(); else the feature it counts */
+    uint8_t op[MAX_PREFIXES];     /* COUNT_SET or COUNT_ADD */
+    int n_needles;                /* 0: every line for line() goes to it */
+    uint8_t needle_len[MAX_NEEDLES];
+    char needle[MAX_NEEDLES][16]; /* lowercase */
+    uint8_t needle_first[256];    /* some needle starts with this (lowercase) byte */
 } Prefixes;
 
 struct LineRule {
     int line_mode;
     Prefixes dir[2]; /* [from_orig] */
+    uint8_t op[N_CONTENT]; /* how the counted features merge with line()'s: COUNT_SET or _ADD */
 };
 
 enum { LINE_OPEN, LINE_KEEP, LINE_SKIP };
@@ -815,6 +829,13 @@ static int finish_conn(Kernel *k, Conn *c) {
         Py_DECREF(seq);
         if (PyErr_Occurred()) return -1;
     }
+    for (int i = 0; i < N_CONTENT; i++) { /* counted lines, as the base class counts them */
+        if (!c->counts[i]) continue;
+        if (k->rules[c->service].op[i] == COUNT_SET)
+            r->content[i] = 1;
+        else
+            r->content[i] += c->counts[i];
+    }
     int swap = c->role_swap;
     /* NSL-KDD's ftp_data is active mode: the server opens it and the file is src_bytes.
      * A passive-mode data connection is recorded as that active-mode connection would be. */
@@ -1060,10 +1081,9 @@ static int prefix_match(const Prefixes *pf, const char *line, Py_ssize_t len) {
 static PyObject *str_line;     /* "line", interned */
 static PyObject *str_ftp_line; /* "ftp_line", interned */
 
-/* One line to the analyzer, trailing CRs stripped, as the Python base class hands it. */
+/* One line to the analyzer's line(). */
 static int deliver_line(Kernel *k, Conn *c, int from_orig, const char *p, Py_ssize_t n,
                         int complete) {
-    while (n && p[n - 1] == '\r') n--;
     if (!c->analyzer && !(c->analyzer = PyObject_CallNoArgs(c->analyzer_cls))) return -1;
     PyObject *line = PyBytes_FromStringAndSize(p, n), *res;
     if (!line) return -1;
@@ -1089,6 +1109,47 @@ static int deliver_line(Kernel *k, Conn *c, int from_orig, const char *p, Py_ssi
     if (!res) return -1;
     Py_DECREF(res);
     return 0;
+}
+
+static inline unsigned char lower_ascii(unsigned char ch) {
+    return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch;
+}
+
+/* The line holds one of the needles, ASCII case ignored (as Python's bytes.lower()). */
+static int has_needle(const Prefixes *pf, const char *p, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char ch = lower_ascii((unsigned char)p[i]);
+        if (!pf->needle_first[ch]) continue;
+        for (int j = 0; j < pf->n_needles; j++) {
+            Py_ssize_t m = pf->needle_len[j], q = 1;
+            if ((unsigned char)pf->needle[j][0] != ch || m > n - i) continue;
+            while (q < m && lower_ascii((unsigned char)p[i + q]) == (unsigned char)pf->needle[j][q])
+                q++;
+            if (q == m) return 1;
+        }
+    }
+    return 0;
+}
+
+/* A whole line (or the unterminated last one), trailing CRs stripped as the Python base class
+ * strips them: its counted rules here, then line() if one of its prefixes and needles say so. */
+static int line_done(Kernel *k, Conn *c, int from_orig, const char *p, Py_ssize_t n,
+                     int complete) {
+    const Prefixes *pf = &k->rules[c->service].dir[from_orig];
+    while (n && p[n - 1] == '\r') n--;
+    int for_line = pf->every_line;
+    for (int i = 0; i < pf->n; i++) {
+        if (pf->len[i] > n || memcmp(p, pf->text[i], pf->len[i]) != 0) continue;
+        int f = pf->feature[i];
+        if (f < 0)
+            for_line = 1;
+        else if (pf->op[i] == COUNT_SET)
+            c->counts[f] = 1;
+        else if (c->counts[f] < UINT16_MAX)
+            c->counts[f]++;
+    }
+    if (!for_line || (pf->n_needles && !has_needle(pf, p, n))) return 0;
+    return deliver_line(k, c, from_orig, p, n, complete);
 }
 
 static int line_append(struct LineState *ls, const uint8_t *p, Py_ssize_t n) {
@@ -1128,7 +1189,7 @@ static int feed_lines(Kernel *k, Conn *c, int from_orig, const uint8_t *p, Py_ss
         }
         if (!nl) break;
         if (ls->state == LINE_KEEP || (pf->every_line && ls->state == LINE_OPEN))
-            if (deliver_line(k, c, from_orig, ls->buf, ls->len, 1) < 0) return -1;
+            if (line_done(k, c, from_orig, ls->buf, ls->len, 1) < 0) return -1;
         ls->len = 0;
         ls->state = LINE_OPEN;
         i = end + 1;
@@ -1142,7 +1203,7 @@ static int flush_lines(Kernel *k, Conn *c) {
         struct LineState *ls = &c->lines[from_orig];
         const Prefixes *pf = &k->rules[c->service].dir[from_orig];
         if (ls->len && (ls->state == LINE_KEEP || (pf->every_line && ls->state == LINE_OPEN)))
-            if (deliver_line(k, c, from_orig, ls->buf, ls->len, 0) < 0) return -1;
+            if (line_done(k, c, from_orig, ls->buf, ls->len, 0) < 0) return -1;
         ls->len = 0;
     }
     return 0;
@@ -1650,29 +1711,96 @@ static int fill_ports(PyObject *table, int16_t *service) {
     return 0;
 }
 
+static int add_prefix(Prefixes *pf, PyObject *item, int feature, int op) {
+    if (pf->n == MAX_PREFIXES) {
+        PyErr_SetString(PyExc_ValueError, "line_prefixes and line_counts: at most 24 per side");
+        return -1;
+    }
+    if (!PyBytes_Check(item) || PyBytes_GET_SIZE(item) < 1 || PyBytes_GET_SIZE(item) > 15) {
+        PyErr_SetString(PyExc_ValueError, "line_prefixes, line_counts: each prefix is 1-15 bytes");
+        return -1;
+    }
+    pf->len[pf->n] = PyBytes_GET_SIZE(item);
+    memcpy(pf->text[pf->n], PyBytes_AS_STRING(item), pf->len[pf->n]);
+    pf->feature[pf->n] = (int8_t)feature;
+    pf->op[pf->n++] = (uint8_t)op;
+    return 0;
+}
+
 static int read_prefixes(PyObject *spec, Prefixes *pf) {
     if (spec == Py_None) {
         pf->every_line = 1;
         return 0;
     }
-    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) > MAX_PREFIXES) {
-        PyErr_SetString(PyExc_ValueError, "line_prefixes: None or a tuple of up to 16 bytes");
+    if (!PyTuple_Check(spec)) {
+        PyErr_SetString(PyExc_ValueError, "line_prefixes: None or a tuple of bytes per side");
         return -1;
     }
-    pf->n = (int)PyTuple_GET_SIZE(spec);
-    for (int i = 0; i < pf->n; i++) {
-        PyObject *item = PyTuple_GET_ITEM(spec, i);
-        if (!PyBytes_Check(item) || PyBytes_GET_SIZE(item) < 1 || PyBytes_GET_SIZE(item) > 15) {
-            PyErr_SetString(PyExc_ValueError, "line_prefixes: each prefix is 1-15 bytes");
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(spec); i++)
+        if (add_prefix(pf, PyTuple_GET_ITEM(spec, i), -1, 0) < 0) return -1;
+    return 0;
+}
+
+/* (prefix, feature index, SET or ADD) rules; each feature merges one way (struct LineRule). */
+static int read_counts(PyObject *spec, Prefixes *pf, uint8_t *ops) {
+    if (!PyTuple_Check(spec)) {
+        PyErr_SetString(PyExc_ValueError, "line_counts: a tuple of rules per side");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(spec); i++) {
+        PyObject *rule = PyTuple_GET_ITEM(spec, i);
+        long f = -1, op = 0;
+        if (PyTuple_Check(rule) && PyTuple_GET_SIZE(rule) == 3) {
+            f = PyLong_AsLong(PyTuple_GET_ITEM(rule, 1));
+            op = PyLong_AsLong(PyTuple_GET_ITEM(rule, 2));
+        }
+        if (f < 0 || f >= N_CONTENT || (op != COUNT_SET && op != COUNT_ADD) ||
+            (ops[f] && ops[f] != op)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "line_counts: (prefix, feature index, SET or ADD), "
+                                              "one operation per feature");
             return -1;
         }
-        pf->len[i] = PyBytes_GET_SIZE(item);
-        memcpy(pf->text[i], PyBytes_AS_STRING(item), pf->len[i]);
+        ops[f] = (uint8_t)op;
+        if (add_prefix(pf, PyTuple_GET_ITEM(rule, 0), (int)f, (int)op) < 0) return -1;
     }
     return 0;
 }
 
-/* Each analyzer class's `line_prefixes` (client, server), or segment mode without it. */
+static int read_needles(PyObject *spec, Prefixes *pf) {
+    if (spec == Py_None) return 0;
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 1 ||
+        PyTuple_GET_SIZE(spec) > MAX_NEEDLES) {
+        PyErr_SetString(PyExc_ValueError, "line_needles: None or a tuple of 1-32 bytes per side");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(spec); i++) {
+        PyObject *item = PyTuple_GET_ITEM(spec, i);
+        if (!PyBytes_Check(item) || PyBytes_GET_SIZE(item) < 1 || PyBytes_GET_SIZE(item) > 15) {
+            PyErr_SetString(PyExc_ValueError, "line_needles: each needle is 1-15 bytes");
+            return -1;
+        }
+        Py_ssize_t m = PyBytes_GET_SIZE(item);
+        const unsigned char *t = (const unsigned char *)PyBytes_AS_STRING(item);
+        for (Py_ssize_t q = 0; q < m; q++) pf->needle[i][q] = (char)lower_ascii(t[q]);
+        pf->needle_len[i] = (uint8_t)m;
+        pf->needle_first[(unsigned char)pf->needle[i][0]] = 1;
+    }
+    pf->n_needles = (int)PyTuple_GET_SIZE(spec);
+    return 0;
+}
+
+static PyObject *pair_attr(PyObject *cls, const char *name) {
+    PyObject *spec = PyObject_GetAttrString(cls, name);
+    if (spec && !(PyTuple_Check(spec) && PyTuple_GET_SIZE(spec) == 2)) {
+        PyErr_Format(PyExc_ValueError, "%s: (client, server)", name);
+        Py_CLEAR(spec);
+    }
+    return spec;
+}
+
+/* Each analyzer class's `line_prefixes` (client, server), or segment mode without it; in line
+ * mode its `line_counts` and `line_needles` too. */
 static int read_line_rules(Kernel *k) {
     Py_ssize_t n = PyTuple_GET_SIZE(k->analyzers);
     if (!(k->rules = calloc(n ? n : 1, sizeof(struct LineRule)))) {
@@ -1684,17 +1812,24 @@ static int read_line_rules(Kernel *k) {
         if (cls == Py_None) continue;
         PyObject *spec = PyObject_GetAttrString(cls, "line_prefixes");
         if (!spec) return -1;
-        int ok = 0;
-        if (spec == Py_None) {
-            ok = 1;
-        } else if (PyTuple_Check(spec) && PyTuple_GET_SIZE(spec) == 2) {
-            k->rules[i].line_mode = 1;
-            ok = read_prefixes(PyTuple_GET_ITEM(spec, 1), &k->rules[i].dir[0]) == 0 &&
-                 read_prefixes(PyTuple_GET_ITEM(spec, 0), &k->rules[i].dir[1]) == 0;
-        } else {
-            PyErr_SetString(PyExc_ValueError, "line_prefixes: (client, server) or None");
-        }
+        int none = spec == Py_None;
         Py_DECREF(spec);
+        if (none) continue;
+        struct LineRule *rule = &k->rules[i];
+        rule->line_mode = 1;
+        PyObject *prefixes = pair_attr(cls, "line_prefixes");
+        PyObject *counts = prefixes ? pair_attr(cls, "line_counts") : NULL;
+        PyObject *needles = counts ? pair_attr(cls, "line_needles") : NULL;
+        int ok = needles != NULL;
+        for (int side = 0; ok && side < 2; side++) { /* side 0: client, dir[1] */
+            Prefixes *pf = &rule->dir[1 - side];
+            ok = read_prefixes(PyTuple_GET_ITEM(prefixes, side), pf) == 0 &&
+                 read_counts(PyTuple_GET_ITEM(counts, side), pf, rule->op) == 0 &&
+                 read_needles(PyTuple_GET_ITEM(needles, side), pf) == 0;
+        }
+        Py_XDECREF(prefixes);
+        Py_XDECREF(counts);
+        Py_XDECREF(needles);
         if (!ok) return -1;
     }
     return 0;

@@ -111,27 +111,101 @@ def test_a_batch_table_pointing_outside_its_buffer_is_an_error():
 
 
 LINE_MODE = [cls for cls in set(ANALYZERS.values()) if cls.line_prefixes is not None]
+NEEDLED = [cls for cls in LINE_MODE if cls.line_needles != (None, None)]
+
+
+def _declared(cls, from_orig: bool):
+    """The prefixes of the lines the kernel acts on in one direction (None: every line)."""
+    side = 0 if from_orig else 1
+    prefixes = cls.line_prefixes[side]
+    return None if prefixes is None else (*prefixes, *(r[0] for r in cls.line_counts[side]))
 
 
 @pytest.mark.parametrize("cls", LINE_MODE, ids=lambda c: c.__name__)
 @settings(max_examples=300, deadline=None)
 @given(lines=st.lists(st.tuples(st.booleans(), st.binary(max_size=40)), max_size=12))
 def test_lines_outside_the_declared_prefixes_change_nothing(cls, lines):
-    # The kernel hands a line-mode analyzer only lines starting with its declared prefixes;
-    # through the reference path (data(), every line) the others must not matter.
+    # The kernel looks only at lines starting with the declared prefixes (for line() or
+    # counted); through the reference path (data(), every line) the others must not matter.
     analyzer, reference = cls(), cls()
     for from_orig, text in lines:
-        prefixes = cls.line_prefixes[0 if from_orig else 1]
-        if prefixes is None or text.startswith(tuple(prefixes)):
+        prefixes = _declared(cls, from_orig)
+        if prefixes is None or text.startswith(prefixes):
             continue
         analyzer.data(from_orig, text.replace(b"\n", b" ") + b"\r\n")
     assert analyzer.result() == reference.result()
 
 
+# Pieces of ordinary request lines, and one instance of each alternative of the HTTP rules
+# (written from the patterns, not from the needles).
+RULE_PIECES = [b"GET ", b"POST ", b"/", b".", b"-", b"%", b"index.html", b"?q=", b"&", b" ",
+               b"1", b"HTTP/1.1", b"/" * 100, b"/cgi-bin/test", b"/scripts/x", b"a.cgi",
+               b"a.pl", b"A.EXE", b"a.dll", b"a.bat", b"a.sh", b"/phf", b"/etc/", b"/bin/ls",
+               b"passwd", b"cmd.exe", b"../", b"%2E%2e", b"/proc/self", b"union select",
+               b"UNION%20SELECT", b"union+select", b"union/**/select", b"<script", b"%3CSCRIPT",
+               b"' or '1", b"'or 1", b"; cat", b";ls", b"; id", b";wget", b"; curl",
+               b"${jndi:", b".rhosts", b".ssh/", b"/etc/passwd"]
+
+
+@pytest.mark.parametrize("cls", NEEDLED, ids=lambda c: c.__name__)
+@settings(max_examples=3000, deadline=None)
+@given(data=st.data(), pieces=st.lists(st.sampled_from(RULE_PIECES), max_size=12))
+def test_lines_without_a_declared_needle_change_nothing(cls, data, pieces):
+    # The kernel hands line() only lines holding one of the needles (case ignored).
+    side = data.draw(st.sampled_from([s for s in (0, 1) if cls.line_needles[s] is not None]))
+    prefixes = cls.line_prefixes[side]
+    start = data.draw(st.sampled_from(prefixes)) + b" " if prefixes else b""
+    line = start + b"".join(pieces)
+    if any(n in line.lower() for n in cls.line_needles[side]):
+        return
+    analyzer, reference = cls(), cls()
+    analyzer.line(side == 0, line, complete=True)
+    assert analyzer.result() == reference.result()
+
+
+def _tcp_session(client_says: bytes) -> list[tuple[float, bytes]]:
+    """Raw IPv4 frames of a TCP session to port 80 in which the client sends one segment."""
+    def frame(src, dst, sport, dport, seq, ack, flags, payload=b""):
+        tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 0x50, flags, 65535, 0, 0)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 1, 0, 64, 6, 0,
+                         bytes([10, 0, 0, src]), bytes([10, 0, 0, dst]))
+        return ip + tcp + payload
+    c, s = (1, 2, 40000, 80), (2, 1, 80, 40000)
+    n = len(client_says)
+    return [(0.0, frame(*c, 100, 0, 0x02)), (0.1, frame(*s, 500, 101, 0x12)),
+            (0.2, frame(*c, 101, 501, 0x10)), (0.3, frame(*c, 101, 501, 0x18, client_says)),
+            (0.4, frame(*c, 101 + n, 501, 0x11)), (0.5, frame(*s, 501, 102 + n, 0x11)),
+            (0.6, frame(*c, 102 + n, 502, 0x10))]
+
+
+@pytest.mark.parametrize("cls", NEEDLED, ids=lambda c: c.__name__)
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from(RULE_PIECES), min_size=1, max_size=16))
+def test_the_kernel_finds_needles_as_python_does(cls, pieces):
+    """A client line reaches line() through the kernel exactly when it holds a needle."""
+    request = b"GET " + b"".join(pieces).replace(b"\n", b"")
+    seen = []
+    probe = type("Probe", (cls,), {"line": lambda self, o, line, c: seen.append(line)})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(ANALYZERS, "http", probe)
+        ex = Extractor()
+    for ts, frame in _tcp_session(request + b"\r\n"):
+        ex.packet(ts, 101, frame)
+    ex.finish()
+    assert ex.drain()[0].features[2] == "http"
+    assert seen == ([request] if any(n in request.lower() for n in cls.line_needles[0]) else [])
+
+
 @pytest.mark.parametrize("path", [PCAPS / "synthetic" / "content.pcap",
                                   PCAPS / "realtools" / "normal_web.pcap",
                                   PCAPS / "realtools" / "normal_smtp.pcap",
-                                  PCAPS / "public" / "zeek_http_get.pcap"], ids=lambda p: p.name)
+                                  PCAPS / "public" / "zeek_http_get.pcap",
+                                  PCAPS / "public" / "zeek_smtp.pcap",
+                                  PCAPS / "public" / "ndpi_WebattackRCE.pcap",
+                                  PCAPS / "public" / "ndpi_WebattackSQLinj.pcap",
+                                  PCAPS / "public" / "ndpi_xss.pcap",
+                                  PCAPS / "public" / "cs_http_dvwa_sqlinjection.pcapng"],
+                         ids=lambda p: p.name)
 def test_line_mode_gives_what_every_segment_through_data_gives(path, monkeypatch):
     def records():
         ex = Extractor()
