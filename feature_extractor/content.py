@@ -279,6 +279,10 @@ class RshAnalyzer(Analyzer):
         return None
 
 
+# Every client-side FTP rule needs one of these (lowercased): the verbs it acts on, a path,
+# or an access file's name.
+FTP_NEEDLES = (b"user", b"stor", b"stou", b"appe", b"mkd", b"site", b"/", b".rhosts", b".netrc",
+               b"authorized_keys", b".forward", b".login", b".cshrc", b".profile", b".bashrc")
 PASV_REPLY = re.compile(rb"^227 .*?(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
 EPSV_REPLY = re.compile(rb"^229 .*?\(\|\|\|(\d+)\|\)")
 
@@ -287,6 +291,7 @@ class FtpAnalyzer(Analyzer):
     """Logins, file creations and access files; announces passive-mode data endpoints."""
 
     line_prefixes = (None, (b"227 ", b"229 ", b"230", b"530"))
+    line_needles = (FTP_NEEDLES, None)
 
     def __init__(self) -> None:
         super().__init__()
