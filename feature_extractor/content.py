@@ -115,7 +115,7 @@ class Analyzer:
 
     def lines(self, from_orig: bool, buf: bytes) -> bytes:
         """Hand each complete line of buf to line(); return the unterminated tail."""
-        parts = self.split(buf)
+        parts = buf.split(b"\n")
         rest = parts.pop()
         counts = self.line_counts[0 if from_orig else 1]
         for line in parts:
@@ -130,9 +130,6 @@ class Analyzer:
             if line.startswith(prefix):
                 name = CONTENT_FIELDS[index]
                 setattr(self.f, name, 1 if op == SET else getattr(self.f, name) + 1)
-
-    def split(self, buf: bytes) -> list[bytes]:
-        return buf.split(b"\n")
 
     def clean(self, payload: bytes) -> bytes:
         return payload
@@ -176,7 +173,6 @@ def command_indicators(f: ContentFeatures, cmd: bytes, as_root: bool) -> None:
 class InteractiveAnalyzer(Analyzer):
     """telnet and rlogin: prompts and replies from the server, keystrokes from the client."""
 
-
     def __init__(self) -> None:
         super().__init__()
         self.expect = b""          # b"login" or b"password" after the matching prompt
@@ -185,8 +181,19 @@ class InteractiveAnalyzer(Analyzer):
         self.root_prompt = False
         self.seen_tail = b""       # an unterminated prompt already acted on
 
-    def split(self, buf: bytes) -> list[bytes]:
-        return buf.replace(b"\r", b"\n").split(b"\n")  # a bare CR ends a line too
+    def lines(self, from_orig: bool, buf: bytes) -> bytes:
+        # A bare CR ends a line too. An empty server line changes nothing (the line before it
+        # has already cleared seen_tail), so it costs no call: half the lines of a CRLF stream.
+        parts = buf.replace(b"\r", b"\n").split(b"\n")
+        rest = parts.pop()
+        if from_orig:
+            for line in parts:
+                self.client_line(_apply_backspaces(line))
+        else:
+            for line in parts:
+                if line:
+                    self.server_text(line)
+        return rest
 
     def clean(self, payload: bytes) -> bytes:
         return strip_telnet(payload).replace(b"\x00", b"")

@@ -1,5 +1,6 @@
 """The content rules' speed rewrites keep their meaning: patterns matched on lowercased text
-agree with the same pattern under (?i), and the prompt prefilter never hides a prompt."""
+agree with the same pattern under (?i), the prompt prefilter never hides a prompt, and the
+telnet analyzer skipping empty server lines decides as it did without the shortcut."""
 
 from __future__ import annotations
 
@@ -45,3 +46,31 @@ def test_a_hundred_slashes_is_the_slash_rule():
     other = content.HttpAnalyzer()
     other.data(True, b"GET /" + b"/" * 98 + b"x HTTP/1.0\r\n")
     assert other.result().hot == 0
+
+
+class _EveryServerLine(content.InteractiveAnalyzer):
+    """The telnet analyzer as it was: every server line, empty ones too, through line()."""
+
+    def lines(self, from_orig: bool, buf: bytes) -> bytes:
+        parts = buf.replace(b"\r", b"\n").split(b"\n")
+        rest = parts.pop()
+        for line in parts:
+            self.line(from_orig, line, complete=True)
+        return rest
+
+
+TELNET = [b"login: ", b"Password:", b"$ ", b"# ", b"\r\n", b"\r", b"\n", b"\r\x00", b"root",
+          b"guest", b"Login incorrect", b"Last login: x", b"Welcome", b"su", b"ls", b"cat ",
+          b"/etc/passwd", b"\xff\xfb\x01", b"\x08", b" "]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(segments=st.lists(st.tuples(st.booleans(), st.lists(st.sampled_from(TELNET), min_size=1,
+                                                          max_size=6).map(b"".join)),
+                         max_size=20))
+def test_skipping_empty_telnet_server_lines_changes_nothing(segments):
+    fast, reference = content.InteractiveAnalyzer(), _EveryServerLine()
+    for from_orig, payload in segments:
+        fast.data(from_orig, payload)
+        reference.data(from_orig, payload)
+    assert fast.result() == reference.result()
