@@ -121,10 +121,23 @@ def _json_string(text: str) -> str:
     return json.dumps(text)
 
 
+# A flood's connections share their features and the model's answer (the pipeline's cache
+# hands out the same probabilities), so each of these is formatted once per distinct value:
+# formatting the 41 features was a third of the time of an alert.
+@functools.lru_cache(maxsize=4096)
+def _features_json(features: tuple) -> str:
+    return _FEATURES_JSON % features
+
+
+@functools.lru_cache(maxsize=4096)
+def _probabilities_json(probabilities: tuple) -> str:
+    return ",".join(f'"{k}":{v:.4f}' for k, v in probabilities)
+
+
 def eve_line(alert: Alert, host: str | None = None) -> str:
     """One EVE JSON alert, built from templates: a flood writes one per connection."""
     r = alert.record
-    probs = ",".join(f'"{k}":{v:.4f}' for k, v in alert.probabilities.items())
+    probs = _probabilities_json(tuple(alert.probabilities.items()))
     where = (f'"icmp_type":{r.src_port},"icmp_code":{r.dst_port}' if r.proto == "icmp"
              else f'"src_port":{r.src_port},"dest_port":{r.dst_port}')
     extra = ""
@@ -144,7 +157,7 @@ def eve_line(alert: Alert, host: str | None = None) -> str:
         f'"probabilities":{{{probs}}},"model_version":{_json_string(alert.model_version)},'
         f'"conn_start":"{eve_timestamp(r.ts)}","conn_last":"{eve_timestamp(r.last_ts)}",'
         f'"service":"{features[2]}","flag":"{features[3]}",'
-        f'"features":{_FEATURES_JSON % tuple(features)}}}}}')
+        f'"features":{_features_json(tuple(features))}}}}}')
 
 
 def fast(alert: Alert) -> str:
