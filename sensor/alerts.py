@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from feature_extractor.record import (
@@ -57,13 +57,12 @@ class Alert:
     model_version: str
     pcap_filename: str | None = None
     pcap_cnt: int | None = None
-    community_id: str = field(default="")
 
-    def __post_init__(self) -> None:
+    @functools.cached_property
+    def community_id(self) -> str:
+        """Hashed when a sink first asks: an alert held back by a threshold never needs it."""
         r = self.record
-        if not self.community_id:
-            self.community_id = community_id(r.src_ip, r.dst_ip, r.ip_proto, r.src_port,
-                                             r.dst_port)
+        return community_id(r.src_ip, r.dst_ip, r.ip_proto, r.src_port, r.dst_port)
 
     @property
     def info(self) -> ClassInfo:

@@ -24,8 +24,6 @@ def numbered_alerts(n: int):
     for i in range(n):
         a = make_alert("dos")
         a.record.src_port = 10000 + i  # the sequence number travels in the 5-tuple
-        a.community_id = ""
-        a.__post_init__()
         alerts.append(a)
     return alerts
 
