@@ -7,6 +7,7 @@ the two can never drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
@@ -21,6 +22,7 @@ LOG_FEATURES: tuple[str, ...] = (
 
 NUMERIC_FEATURES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n not in CATEGORICAL)
 _NUMERIC_IDX = [FEATURE_NAMES.index(n) for n in NUMERIC_FEATURES]
+_NUMERIC_OF = itemgetter(*_NUMERIC_IDX)  # a row's numeric values in one C call
 _LOG_MASK = np.array([n in LOG_FEATURES for n in NUMERIC_FEATURES])
 _RATE_MASK = np.array([n in RATE_FEATURES for n in NUMERIC_FEATURES])
 
@@ -96,7 +98,7 @@ class Encoding:
 
 
 def _numeric(rows: list[list]) -> np.ndarray:
-    return np.array([[r[i] for i in _NUMERIC_IDX] for r in rows], dtype=np.float64).reshape(
+    return np.array([_NUMERIC_OF(r) for r in rows], dtype=np.float64).reshape(
         len(rows), len(_NUMERIC_IDX))
 
 
