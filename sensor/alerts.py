@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from feature_extractor.record import (
@@ -57,12 +57,17 @@ class Alert:
     model_version: str
     pcap_filename: str | None = None
     pcap_cnt: int | None = None
+    _community_id: str | None = field(default=None, init=False, repr=False, compare=False)
 
-    @functools.cached_property
+    @property
     def community_id(self) -> str:
         """Hashed when a sink first asks: an alert held back by a threshold never needs it."""
-        r = self.record
-        return community_id(r.src_ip, r.dst_ip, r.ip_proto, r.src_port, r.dst_port)
+        cid = self._community_id
+        if cid is None:
+            r = self.record
+            cid = self._community_id = community_id(r.src_ip, r.dst_ip, r.ip_proto, r.src_port,
+                                                    r.dst_port)
+        return cid
 
     @property
     def info(self) -> ClassInfo:
@@ -97,7 +102,8 @@ def eve_timestamp(ts: float) -> str:
         if len(_seconds) > 4096:
             _seconds.clear()
         text = _seconds[sec] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{min(int((ts - sec) * 1e6 + 0.5), 999999):06d}+0000"
+    us = int((ts - sec) * 1e6 + 0.5)
+    return f"{text}.{us if us < 1000000 else 999999:06d}+0000"
 
 
 # The 41 features as one JSON object template: NSL-KDD's values are numbers and short
