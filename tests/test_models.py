@@ -156,3 +156,16 @@ def test_training_smoke_run_converts_and_loads(tmp_path):
     assert clf.predict(data.read_rows(data.TEST21).features[:64]).shape == (64, 5)
     assert not [op for op in op_names(tmp_path / "kdd_cnn_lstm.tflite")
                 if any(bad in op for bad in FORBIDDEN_OPS)]
+
+
+def test_cold_start_rows_hold_only_their_own_connection():
+    from models.cold_start import _HOST, _TRAFFIC, alone
+
+    row = ["0", "tcp", "http", "S0"] + [0] * 18 + [300, 200] + [0.5] * 7 + [255, 255] + [0.3] * 8
+    both, host = alone(row, _TRAFFIC + _HOST), alone(row, _HOST)
+    named = dict(zip(FEATURE_NAMES, both, strict=True))
+    assert named["count"] == named["dst_host_count"] == named["dst_host_srv_count"] == 1
+    assert named["dst_host_same_src_port_rate"] == named["same_srv_rate"] == 1.0
+    assert named["serror_rate"] == named["dst_host_srv_serror_rate"] == 1.0  # an S0 is a SYN error
+    assert named["rerror_rate"] == named["diff_srv_rate"] == named["dst_host_srv_diff_host_rate"] == 0
+    assert host[:31] == row[:31] and host[31:] == both[31:]
