@@ -202,7 +202,7 @@ typedef struct Conn {
     uint16_t orig_port, resp_port;
     uint8_t proto, version, orig_state, resp_state, orig_syn, resp_synack, role_swap;
     uint8_t analyzer_done[2]; /* [from_orig]: the analyzer wants no more of that direction */
-    uint16_t counts[N_CONTENT]; /* what the line_counts rules added (at most one per line) */
+    uint16_t counts[N_CONTENT]; /* what the line_counts rules set or added */
     struct LineState {        /* line-mode analyzers: the current line of each direction */
         char *buf;
         uint32_t len, cap, seen;

@@ -117,19 +117,17 @@ class Analyzer:
         """Hand each complete line of buf to line(); return the unterminated tail."""
         parts = buf.split(b"\n")
         rest = parts.pop()
-        counts = self.line_counts[0 if from_orig else 1]
         for line in parts:
-            line = line.rstrip(b"\r")
-            if counts:
-                self.count(counts, line)
-            self.line(from_orig, line, complete=True)
+            self.take_line(from_orig, line.rstrip(b"\r"), complete=True)
         return rest
 
-    def count(self, counts: tuple, line: bytes) -> None:
-        for prefix, index, op in counts:
+    def take_line(self, from_orig: bool, line: bytes, complete: bool) -> None:
+        """One line, CRs stripped: the counted rules (as the kernel applies them), then line()."""
+        for prefix, index, op in self.line_counts[0 if from_orig else 1]:
             if line.startswith(prefix):
                 name = CONTENT_FIELDS[index]
                 setattr(self.f, name, 1 if op == SET else getattr(self.f, name) + 1)
+        self.line(from_orig, line, complete)
 
     def clean(self, payload: bytes) -> bytes:
         return payload
@@ -143,11 +141,7 @@ class Analyzer:
     def result(self) -> ContentFeatures:
         for direction, rest in self._pending.items():
             if rest:
-                rest = rest.rstrip(b"\r")
-                counts = self.line_counts[0 if direction else 1]
-                if counts:
-                    self.count(counts, rest)
-                self.line(direction, rest, complete=False)
+                self.take_line(direction, rest.rstrip(b"\r"), complete=False)
                 self._pending[direction] = b""
         return self.f
 
