@@ -15,18 +15,17 @@ import numpy as np
 
 from feature_extractor.record import CLASSES, FEATURE_NAMES
 from models.data import TRAIN, read_rows
-from models.runtime import Classifier
 
 SAMPLE = 5000
 _AT = {n: i for i, n in enumerate(FEATURE_NAMES)}
 _SYN_ERROR = {"S0", "S1", "S2", "S3", "RSTOS0", "RSTRH", "SH", "SHR"}
 _REJ_ERROR = {"REJ", "RSTO", "RSTR", "RSTOS0"}
-_TRAFFIC = ("count", "srv_count", "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate",
-            "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate")
-_HOST = ("dst_host_count", "dst_host_srv_count", "dst_host_same_srv_rate",
-         "dst_host_diff_srv_rate", "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate",
-         "dst_host_serror_rate", "dst_host_srv_serror_rate", "dst_host_rerror_rate",
-         "dst_host_srv_rerror_rate")
+TRAFFIC_WINDOW = ("count", "srv_count", "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate",
+                  "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate")
+HOST_WINDOW = ("dst_host_count", "dst_host_srv_count", "dst_host_same_srv_rate",
+               "dst_host_diff_srv_rate", "dst_host_same_src_port_rate",
+               "dst_host_srv_diff_host_rate", "dst_host_serror_rate", "dst_host_srv_serror_rate",
+               "dst_host_rerror_rate", "dst_host_srv_rerror_rate")
 
 
 def alone(row: list, names: tuple[str, ...]) -> list:
@@ -50,6 +49,8 @@ def alone(row: list, names: tuple[str, ...]) -> list:
 
 
 def main() -> None:
+    from models.runtime import Classifier
+
     data = read_rows(TRAIN)
     labels = np.array(data.labels)
     classifier = Classifier()
@@ -60,8 +61,8 @@ def main() -> None:
         picked = rng.choice(picked, min(SAMPLE, len(picked)), replace=False)
         rows = [data.features[i] for i in picked]
         warm = classifier.predict(rows).argmax(axis=1)
-        for label, names in (("both hold one connection", _TRAFFIC + _HOST),
-                             ("host window holds one", _HOST)):
+        for label, names in (("both hold one connection", TRAFFIC_WINDOW + HOST_WINDOW),
+                             ("host window holds one", HOST_WINDOW)):
             cold = classifier.predict([alone(r, names) for r in rows]).argmax(axis=1)
             spread = collections.Counter(CLASSES[j] for j in cold)
             print(f"{name:7} {label:26} {np.mean(warm == k):12.3f} {np.mean(cold == k):6.3f}  "

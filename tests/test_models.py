@@ -152,6 +152,8 @@ def test_training_smoke_run_converts_and_loads(tmp_path):
                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "epoch   1" in out.stdout and "epoch   2" in out.stdout
+    training = json.loads((tmp_path / "kdd_cnn_lstm.json").read_text())["training"]
+    assert abs(training["rows"] - 3000) < 10  # the subset asked for, not the rest of the file
     clf = Classifier(tmp_path / "kdd_cnn_lstm.tflite")
     assert clf.predict(data.read_rows(data.TEST21).features[:64]).shape == (64, 5)
     assert not [op for op in op_names(tmp_path / "kdd_cnn_lstm.tflite")
@@ -159,10 +161,10 @@ def test_training_smoke_run_converts_and_loads(tmp_path):
 
 
 def test_cold_start_rows_hold_only_their_own_connection():
-    from models.cold_start import _HOST, _TRAFFIC, alone
+    from models.cold_start import HOST_WINDOW, TRAFFIC_WINDOW, alone
 
     row = ["0", "tcp", "http", "S0"] + [0] * 18 + [300, 200] + [0.5] * 7 + [255, 255] + [0.3] * 8
-    both, host = alone(row, _TRAFFIC + _HOST), alone(row, _HOST)
+    both, host = alone(row, TRAFFIC_WINDOW + HOST_WINDOW), alone(row, HOST_WINDOW)
     named = dict(zip(FEATURE_NAMES, both, strict=True))
     assert named["count"] == named["dst_host_count"] == named["dst_host_srv_count"] == 1
     assert named["dst_host_same_src_port_rate"] == named["same_srv_rate"] == 1.0
