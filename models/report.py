@@ -176,6 +176,7 @@ def _class_table(m: dict) -> list[str]:
 
 def _markdown(meta: dict, results: dict, speed: dict, ops: list[str]) -> str:
     t = meta["training"]
+    cold = t.get("cold_start_fraction", 0.0)
     p = results["paper_protocol"]["cnn_lstm_float"]
     lines = [
         "# CNN-LSTM on NSL-KDD: evaluation report",
@@ -260,6 +261,16 @@ def _markdown(meta: dict, results: dict, speed: dict, ops: list[str]) -> str:
         "  before training and not tuned on the test sets.",
         "- The LSTM is trained with the fused kernel and exported through an unrolled twin with",
         "  the same weights (the dynamic-batch fused LSTM does not convert).",
-        "",
     ]
+    if cold:
+        lines.append(
+            f"- Cold starts: {_pct(cold)} of the training rows are added again as the first "
+            "connection a sensor would see of its host (both windows holding only itself), and "
+            "as many with only the host window cold (`models.train.with_cold_starts`; validation "
+            "rows are never copied). DARPA's windows were always warm; a sensor just started, or "
+            "a short capture, is not. Decided on a held-out fifth of KDDTrain+ (a smaller model, "
+            "40 epochs): cold normal rows alerting 9.0% -> 4.4%, cold DoS and Probe recall "
+            "0.85 -> 0.93 and 0.95, warm accuracy 98.89% -> 99.01%. `python -m "
+            "models.cold_start` measures the shipped model.")
+    lines.append("")
     return "\n".join(lines)
