@@ -27,18 +27,21 @@ HOST_WINDOW = ("dst_host_count", "dst_host_srv_count", "dst_host_same_srv_rate",
                "dst_host_srv_diff_host_rate", "dst_host_serror_rate", "dst_host_srv_serror_rate",
                "dst_host_rerror_rate", "dst_host_srv_rerror_rate")
 
+# A window holding only the connection itself: counts of one, the "same" rates at 1.00, the
+# error rates the connection's own (below), every other rate 0.
+_ONLY_ITSELF = {"count": 1, "srv_count": 1, "dst_host_count": 1, "dst_host_srv_count": 1,
+                "same_srv_rate": 1.0, "dst_host_same_srv_rate": 1.0,
+                "dst_host_same_src_port_rate": 1.0}
+
 
 def alone(row: list, names: tuple[str, ...]) -> list:
     """The row with the named window features of a window holding only this connection."""
     serror = 1.0 if row[_AT["flag"]] in _SYN_ERROR else 0.0
     rerror = 1.0 if row[_AT["flag"]] in _REJ_ERROR else 0.0
-    alone_values = {"count": 1, "srv_count": 1, "dst_host_count": 1, "dst_host_srv_count": 1,
-                    "same_srv_rate": 1.0, "dst_host_same_srv_rate": 1.0,
-                    "dst_host_same_src_port_rate": 1.0}
     out = list(row)
     for name in names:
-        if name in alone_values:
-            out[_AT[name]] = alone_values[name]
+        if name in _ONLY_ITSELF:
+            out[_AT[name]] = _ONLY_ITSELF[name]
         elif "serror" in name:
             out[_AT[name]] = serror
         elif "rerror" in name:

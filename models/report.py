@@ -21,8 +21,9 @@ from models.train import METADATA_PATH, MODEL_PATH, TrainConfig, paper_protocol,
 
 
 def train_and_report(epochs: int, seed: int, out_dir: Path, subset: int | None,
-                     with_report: bool) -> int:
-    cfg = TrainConfig(seed=seed, epochs=epochs, out_dir=out_dir, train_rows=subset)
+                     with_report: bool, cold_start_fraction: float = 0.0) -> int:
+    cfg = TrainConfig(seed=seed, epochs=epochs, out_dir=out_dir, train_rows=subset,
+                      cold_start_fraction=cold_start_fraction)
     say = _say
     train(cfg, say)
     if with_report:

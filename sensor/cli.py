@@ -28,7 +28,8 @@ def _train(args) -> int:
     from models.report import train_and_report
 
     return train_and_report(epochs=args.epochs, seed=args.seed, out_dir=Path(args.out),
-                            subset=args.subset, with_report=not args.no_report)
+                            subset=args.subset, with_report=not args.no_report,
+                            cold_start_fraction=args.cold_start_fraction)
 
 
 def _evaluate(args) -> int:
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the CNN-LSTM, export int8 TFLite, write the report")
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--cold-start-fraction", type=float, default=0.0,
+                   help="share of training rows added again as each kind of cold start "
+                        "(models.train.with_cold_starts; the shipped model uses 0)")
     t.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "models"))
     t.add_argument("--subset", type=int, help="train on this many rows (smoke tests)")
     t.add_argument("--no-report", action="store_true", help="skip baselines and the report")

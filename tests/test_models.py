@@ -148,12 +148,15 @@ def test_evaluate_accepts_extractor_output_with_labels(tmp_path):
 def test_training_smoke_run_converts_and_loads(tmp_path):
     pytest.importorskip("tensorflow")
     out = subprocess.run([sys.executable, "-m", "sensor.cli", "train", "--epochs", "2",
-                          "--subset", "3000", "--no-report", "--out", str(tmp_path)],
+                          "--subset", "3000", "--cold-start-fraction", "0.1", "--no-report",
+                          "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "epoch   1" in out.stdout and "epoch   2" in out.stdout
     training = json.loads((tmp_path / "kdd_cnn_lstm.json").read_text())["training"]
     assert abs(training["rows"] - 3000) < 10  # the subset asked for, not the rest of the file
+    # 90% of it is the training part; about a tenth of that again per kind of cold start
+    assert 400 < training["cold_start_rows"] < 700 and training["cold_start_fraction"] == 0.1
     clf = Classifier(tmp_path / "kdd_cnn_lstm.tflite")
     assert clf.predict(data.read_rows(data.TEST21).features[:64]).shape == (64, 5)
     assert not [op for op in op_names(tmp_path / "kdd_cnn_lstm.tflite")
