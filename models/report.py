@@ -21,9 +21,10 @@ from models.train import METADATA_PATH, MODEL_PATH, TrainConfig, paper_protocol,
 
 
 def train_and_report(epochs: int, seed: int, out_dir: Path, subset: int | None,
-                     with_report: bool, cold_start_fraction: float = 0.0) -> int:
+                     with_report: bool, cold_start_fraction: float = 0.0,
+                     echo_twins: bool = False) -> int:
     cfg = TrainConfig(seed=seed, epochs=epochs, out_dir=out_dir, train_rows=subset,
-                      cold_start_fraction=cold_start_fraction)
+                      cold_start_fraction=cold_start_fraction, echo_twins=echo_twins)
     say = _say
     train(cfg, say)
     if with_report:
@@ -273,5 +274,11 @@ def _markdown(meta: dict, results: dict, speed: dict, ops: list[str]) -> str:
             "40 epochs): cold normal rows alerting 9.0% -> 4.4%, cold DoS and Probe recall "
             "0.85 -> 0.93 and 0.95, warm accuracy 98.89% -> 99.01%. `python -m "
             "models.cold_start` measures the shipped model.")
+    if t.get("echo_twin_rows"):
+        lines.append(
+            f"- Echo twins: the {t['echo_twin_rows']} ICMP echo rows with bad fragments (all pod, "
+            "all echo replies) are added again as echo requests (`models.train.with_echo_twins`; "
+            "validation rows are never copied). A ping of death is an echo request reassembling "
+            "past 65,535 bytes; the model trained without them called it normal.")
     lines.append("")
     return "\n".join(lines)

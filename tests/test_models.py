@@ -148,7 +148,8 @@ def test_evaluate_accepts_extractor_output_with_labels(tmp_path):
 def test_training_smoke_run_converts_and_loads(tmp_path):
     pytest.importorskip("tensorflow")
     out = subprocess.run([sys.executable, "-m", "sensor.cli", "train", "--epochs", "2",
-                          "--subset", "3000", "--cold-start-fraction", "0.1", "--no-report",
+                          "--subset", "3000", "--cold-start-fraction", "0.1", "--echo-twins",
+                          "--no-report",
                           "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -157,10 +158,26 @@ def test_training_smoke_run_converts_and_loads(tmp_path):
     assert abs(training["rows"] - 3000) < 10  # the subset asked for, not the rest of the file
     # 90% of it is the training part; about a tenth of that again per kind of cold start
     assert 400 < training["cold_start_rows"] < 700 and training["cold_start_fraction"] == 0.1
+    # the subset holds 3000 * 198 / 125973 pod rows: about 4, 90% of them in the training part
+    assert 1 <= training["echo_twin_rows"] <= 10
     clf = Classifier(tmp_path / "kdd_cnn_lstm.tflite")
     assert clf.predict(data.read_rows(data.TEST21).features[:64]).shape == (64, 5)
     assert not [op for op in op_names(tmp_path / "kdd_cnn_lstm.tflite")
                 if any(bad in op for bad in FORBIDDEN_OPS)]
+
+
+def test_echo_twins_copy_fragmented_echoes_as_the_other_echo_type():
+    from models.train import with_echo_twins
+
+    base = ["0", "icmp", "ecr_i", "SF", 1480, 0, 0, 1] + [0] * 33
+    rows = [base, base[:2] + ["eco_i"] + base[3:], base[:7] + [0] + base[8:],
+            base[:2] + ["tim_i"] + base[3:], ["0", "udp", "private", "SF", 28, 0, 0, 3] + [0] * 33]
+    y = np.array([1, 1, 0, 0, 1])
+    out, out_y = with_echo_twins(rows, y)
+    assert out[:5] == rows and list(out_y[:5]) == list(y)  # the originals, untouched
+    # only the two fragmented echo rows come again, each as the other echo type
+    assert [r[2] for r in out[5:]] == ["eco_i", "ecr_i"] and list(out_y[5:]) == [1, 1]
+    assert out[5][:2] + out[5][3:] == rows[0][:2] + rows[0][3:]
 
 
 def test_cold_start_rows_hold_only_their_own_connection():
