@@ -21,7 +21,7 @@ from feature_extractor.record import (
     RATE_FEATURES,
     ConnectionRecord,
 )
-from sensor.community_id import community_id
+from sensor.community_id import community_id_of, flow_key
 
 GID = 7800
 VENDOR = "kdd-sensor"
@@ -57,16 +57,24 @@ class Alert:
     model_version: str
     pcap_filename: str | None = None
     pcap_cnt: int | None = None
+    _flow_key: bytes | None = field(default=None, init=False, repr=False, compare=False)
     _community_id: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
+    def flow_key(self) -> bytes:
+        """Computed when a sink first asks: an alert held back by a threshold never needs it."""
+        key = self._flow_key
+        if key is None:
+            r = self.record
+            key = self._flow_key = flow_key(r.src_ip, r.dst_ip, r.ip_proto, r.src_port,
+                                            r.dst_port)
+        return key
+
+    @property
     def community_id(self) -> str:
-        """Hashed when a sink first asks: an alert held back by a threshold never needs it."""
         cid = self._community_id
         if cid is None:
-            r = self.record
-            cid = self._community_id = community_id(r.src_ip, r.dst_ip, r.ip_proto, r.src_port,
-                                                    r.dst_port)
+            cid = self._community_id = community_id_of(self.flow_key)
         return cid
 
     @property
@@ -80,8 +88,9 @@ class Alert:
     @property
     def flow_id(self) -> int:
         """Stable per connection instance; below 2**53 so that every JSON reader keeps it exact."""
-        digest = hashlib.sha1(f"{self.community_id}|{self.record.ts:.6f}".encode()).digest()
-        return int.from_bytes(digest[:6], "big") + 1
+        start_us = int(self.record.ts * 1e6 + 0.5).to_bytes(8, "big")
+        digest = hashlib.blake2b(self.flow_key + start_us, digest_size=6).digest()
+        return int.from_bytes(digest, "big") + 1
 
     def summary(self) -> str:
         r = self.record
@@ -153,6 +162,8 @@ def eve_line(alert: Alert, host: str | None = None) -> str:
     if alert.pcap_cnt is not None:
         extra += f',"pcap_cnt":{alert.pcap_cnt}'
     features = r.features
+    start = eve_timestamp(r.ts)
+    last = start if r.last_ts == r.ts else eve_timestamp(r.last_ts)  # one packet: the same
     return (
         f'{{"timestamp":"{eve_timestamp(r.emit_ts)}","flow_id":{alert.flow_id},'
         f'"event_type":"alert","src_ip":"{r.src_ip}","dest_ip":"{r.dst_ip}",'
@@ -160,7 +171,7 @@ def eve_line(alert: Alert, host: str | None = None) -> str:
         f'"alert":{_ALERT_JSON[alert.attack_class]},'
         f'"kdd":{{"class":"{alert.attack_class}","confidence":{alert.confidence:.4f},'
         f'"probabilities":{{{probs}}},"model_version":{_json_string(alert.model_version)},'
-        f'"conn_start":"{eve_timestamp(r.ts)}","conn_last":"{eve_timestamp(r.last_ts)}",'
+        f'"conn_start":"{start}","conn_last":"{last}",'
         f'"service":"{features[2]}","flag":"{features[3]}",'
         f'"features":{_features_json(tuple(features))}}}}}')
 

@@ -13,8 +13,8 @@ _ICMP6 = {128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 
           144: 145, 145: 144}
 
 
-def community_id(src: str, dst: str, proto: int, sport: int, dport: int, seed: int = 0) -> str:
-    """`1:` + base64(sha1(seed, addresses, proto, 0, ports)), endpoints in canonical order.
+def flow_key(src: str, dst: str, proto: int, sport: int, dport: int, seed: int = 0) -> bytes:
+    """The bytes Community ID hashes: seed, addresses, proto, 0, ports in canonical order.
 
     For ICMP/ICMPv6, sport is the type and dport the code, as in Zeek and Suricata.
     """
@@ -30,5 +30,13 @@ def community_id(src: str, dst: str, proto: int, sport: int, dport: int, seed: i
             one_way = True
     if not one_way and (saddr, sport) > (daddr, dport):
         saddr, daddr, sport, dport = daddr, saddr, dport, sport
-    blob = struct.pack("!H", seed) + saddr + daddr + struct.pack("!BBHH", proto, 0, sport, dport)
-    return "1:" + base64.b64encode(hashlib.sha1(blob).digest()).decode("ascii")
+    return struct.pack("!H", seed) + saddr + daddr + struct.pack("!BBHH", proto, 0, sport, dport)
+
+
+def community_id_of(key: bytes) -> str:
+    return "1:" + base64.b64encode(hashlib.sha1(key).digest()).decode("ascii")
+
+
+def community_id(src: str, dst: str, proto: int, sport: int, dport: int, seed: int = 0) -> str:
+    """`1:` + base64(sha1(flow_key(...)))."""
+    return community_id_of(flow_key(src, dst, proto, sport, dport, seed))
