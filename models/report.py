@@ -17,12 +17,19 @@ from models import data
 from models.encoding import Encoding
 from models.evaluate import metrics
 from models.runtime import Classifier, op_names
-from models.train import METADATA_PATH, MODEL_PATH, TrainConfig, paper_protocol, train
+from models.train import (
+    METADATA_PATH,
+    MODEL_PATH,
+    TrainConfig,
+    paper_protocol,
+    stratified_split,
+    train,
+)
 
 
 def train_and_report(epochs: int, seed: int, out_dir: Path, subset: int | None,
                      with_report: bool, cold_start_fraction: float = 0.0,
-                     echo_twins: bool = False) -> int:
+                     echo_twins: bool = True) -> int:
     cfg = TrainConfig(seed=seed, epochs=epochs, out_dir=out_dir, train_rows=subset,
                       cold_start_fraction=cold_start_fraction, echo_twins=echo_twins)
     say = _say
@@ -80,6 +87,11 @@ def write_report(out_dir: Path, paper: dict, say=_say) -> dict:
         _roc_png(y, probs_int8, f"{name}, int8 CNN-LSTM", figures / f"roc_{slug}.png")
         say(f"{name}: int8 {entry['cnn_lstm_int8']['accuracy']:.4f}  float "
             f"{entry['cnn_lstm_float']['accuracy']:.4f}")
+    _, val = stratified_split(y_train, TrainConfig.validation_fraction, meta["training"]["seed"])
+    results["validation_int8_float_agreement"] = float(
+        (clf.predict_encoded_batched(x_train[val]).argmax(1)
+         == keras_model.predict(x_train[val][:, :, None], batch_size=1024, verbose=0).argmax(1))
+        .mean())
     speed = inference_speed(clf, x_train)
     ops = op_names(model_path)
     meta["metrics"] = {
@@ -227,11 +239,24 @@ def _markdown(meta: dict, results: dict, speed: dict, ops: list[str]) -> str:
         "",
         f"int8 versus float on KDDTest+: accuracy delta {100 * delta:+.2f} points, the two agree "
         f"on {_pct(official['int8_float_agreement'])} of rows. On the validation split of "
-        "KDDTrain+ they agree on 99.9% of rows. The KDDTest+ delta is not stable: with other "
-        "calibration samples of the same size it measured -0.2 and +1.7 points. KDDTest+ is "
+        f"KDDTrain+ they agree on {_pct(results['validation_int8_float_agreement'])} of rows. "
+        "The KDDTest+ delta is not stable: for model 1.0.0, other calibration samples of the "
+        "same size moved it between -0.2 and +1.7 points. KDDTest+ is "
         "full of rows near the decision boundaries (attacks never seen in training), where "
         "the rounding of int8 tips predictions either way; the calibration sample (5,000 "
-        "random training rows) was chosen on validation agreement, not on the test sets.",
+        "random training rows) was chosen on validation agreement, not on the test sets. "
+        "Tried on model 1.0.0: int16 activations with int8 weights (TFLite's 16x8 mode) agree "
+        "with float on 99.94% of KDDTest+ rows (delta +0.02 points) but run at 2,514 rows/s at "
+        "batch 256 on one core against 42,061 for int8, far below the 30,000 asked, so the "
+        "shipped model stays full int8.",
+        "",
+        "Between trainings the KDDTest+ figures move more than any change made here: four "
+        "trainings of this architecture on all of KDDTrain+ (1.0.0; 1.1.0; two with cold-start "
+        "copies, `models.train.with_cold_starts`) gave int8 78.21%, 77.42%, 76.64% and 76.43%, "
+        "float 76.58%, 76.36%, 76.64% and 76.09%, and R2L recall 21%, 4%, 1% and 1% "
+        "(warezmaster caught 599, 113, 19 and 7 of 944), with validation accuracy between "
+        "99.55% and 99.75%. KDDTest+'s R2L rows are mostly kinds absent from training; whether a model "
+        "generalises to them is close to chance.",
         "",
         "### KDDTest+ per class (int8)",
         "",
@@ -279,6 +304,8 @@ def _markdown(meta: dict, results: dict, speed: dict, ops: list[str]) -> str:
             f"- Echo twins: the {t['echo_twin_rows']} ICMP echo rows with bad fragments (all pod, "
             "all echo replies) are added again as echo requests (`models.train.with_echo_twins`; "
             "validation rows are never copied). A ping of death is an echo request reassembling "
-            "past 65,535 bytes; the model trained without them called it normal.")
+            "past 65,535 bytes. Measured: `pcaps/realtools/pod.pcap` 3 of 3 connections DoS "
+            "(model 1.0.0, trained without them: 3 of 3 normal); validation accuracy 99.67% "
+            "(1.0.0: 99.75%, within the spread between trainings above).")
     lines.append("")
     return "\n".join(lines)

@@ -86,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cold-start-fraction", type=float, default=0.0,
                    help="share of training rows added again as each kind of cold start "
                         "(models.train.with_cold_starts; the shipped model uses 0)")
-    t.add_argument("--echo-twins", action=argparse.BooleanOptionalAction, default=False,
+    t.add_argument("--echo-twins", action=argparse.BooleanOptionalAction, default=True,
                    help="add fragmented ICMP echo rows again as the other echo type "
-                        "(models.train.with_echo_twins)")
+                        "(models.train.with_echo_twins; the shipped model uses them)")
     t.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "models"))
     t.add_argument("--subset", type=int, help="train on this many rows (smoke tests)")
     t.add_argument("--no-report", action="store_true", help="skip baselines and the report")
