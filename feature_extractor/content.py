@@ -402,6 +402,57 @@ class HttpAnalyzer(Analyzer):
             self.f.hot += 1
 
 
+TLS_RECORD_TYPES = frozenset((20, 21, 22, 23, 24))  # change cipher spec .. heartbeat
+TLS_APPLICATION_DATA = 23
+
+
+class TlsAnalyzer(Analyzer):
+    """HTTPS: the request is encrypted, but a server answering it is still an answered request
+    (logged_in, as for HTTP). Only the 5-byte TLS record headers are read.
+
+    The answer is the server's first application-data record after the client's request: the
+    client's first such record under TLS 1.2, its second under TLS 1.3 (the first is its
+    Finished), which shows as the server sending application data before the client does.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._head = {True: b"", False: b""}  # an incomplete record header
+        self._skip = {True: 0, False: 0}      # bytes of the current record body still to come
+        self._client_records = 0              # client application-data records so far
+        self._server_first = False            # the server sent application data first: TLS 1.3
+
+    def data(self, from_orig: bool, payload: bytes) -> bool:
+        skip = self._skip[from_orig]
+        if skip >= len(payload):
+            self._skip[from_orig] = skip - len(payload)
+            return True
+        buf = self._head[from_orig] + payload[skip:]
+        self._skip[from_orig] = 0
+        while len(buf) >= 5:
+            if buf[0] not in TLS_RECORD_TYPES:
+                return False  # not TLS: nothing to say
+            if buf[0] == TLS_APPLICATION_DATA:
+                if from_orig:
+                    self._client_records += 1
+                elif not self._client_records:
+                    self._server_first = True
+                elif self._client_records > self._server_first:
+                    self.f.logged_in = 1
+                    return False
+            end = 5 + int.from_bytes(buf[3:5], "big")
+            if end > len(buf):
+                self._skip[from_orig] = end - len(buf)
+                buf = b""
+                break
+            buf = buf[end:]
+        self._head[from_orig] = buf
+        return True
+
+    def result(self) -> ContentFeatures:
+        return self.f
+
+
 ANALYZERS: dict[str, type[Analyzer]] = {
     "telnet": InteractiveAnalyzer, "login": InteractiveAnalyzer,
     "shell": RshAnalyzer, "exec": RshAnalyzer,
@@ -409,6 +460,7 @@ ANALYZERS: dict[str, type[Analyzer]] = {
     "pop_3": MailboxAnalyzer, "pop_2": MailboxAnalyzer, "imap4": MailboxAnalyzer,
     "smtp": SmtpAnalyzer,
     "http": HttpAnalyzer, "http_8001": HttpAnalyzer, "http_2784": HttpAnalyzer,
+    "http_443": TlsAnalyzer,
 }
 
 

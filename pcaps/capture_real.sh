@@ -3,7 +3,7 @@
 # network namespaces made here (kdd-atk 10.200.0.1, kdd-srv 10.200.0.2 and .10-.70), captured
 # with tcpdump on the server side. Every flood is bounded by a packet count. Needs root and:
 #   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox-static lftp \
-#                   curl bind9-dnsutils tcpdump iproute2 python3-scapy|pip scapy
+#                   curl openssl bind9-dnsutils tcpdump iproute2 python3-scapy|pip scapy
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT="$HERE/realtools"
@@ -60,10 +60,14 @@ setup_accounts() {
 }
 
 start_servers() {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$S" \
+        -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
     cat > "$WORK/nginx.conf" <<EOF
 daemon off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
 events {}
-http { access_log off; server { listen $S:80; root $WORK/www; } }
+http { access_log off; server { listen $S:80; root $WORK/www; }
+       server { listen $S:443 ssl; ssl_certificate $WORK/tls.crt;
+                ssl_certificate_key $WORK/tls.key; root $WORK/www; } }
 EOF
     ip netns exec $SRV nginx -c "$WORK/nginx.conf" &
     cat > "$WORK/vsftpd.conf" <<EOF
@@ -111,6 +115,10 @@ capture() {  # capture NAME COMMAND...: tcpdump on the server side while COMMAND
 normal_web() { for p in index about news contact docs faq blog shop login search missing; do
     in_atk curl -s -o /dev/null -A "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0" "http://$S/$p.html"
     sleep 0.3; done; }
+normal_https() { for p in index about news contact docs faq blog shop login search missing; do
+    in_atk curl -sk -o /dev/null -A "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0" "https://$S/$p.html"
+    in_atk curl -sk --tls-max 1.2 -o /dev/null "https://$S/$p.html"
+    sleep 0.3; done; }
 normal_dns() { for n in www mail ftp ns1 api cdn shop blog; do
     in_atk dig +short +tries=1 +time=2 @$S "$n.example.test" A >/dev/null
     in_atk dig +short +tries=1 +time=2 @$S "$n.example.test" AAAA >/dev/null; sleep 0.2; done; }
@@ -136,6 +144,7 @@ setup_network
 setup_accounts
 start_servers
 capture normal_web normal_web
+capture normal_https normal_https
 capture normal_dns normal_dns
 capture normal_smtp normal_smtp
 capture normal_ftp normal_ftp

@@ -99,6 +99,7 @@ def test_attack_capture_alerts_its_class(rsyslog, tmp_path, name, cls, port):
 
 NORMAL = [
     ("normal_web.pcap", REAL),      # curl against nginx
+    ("normal_https.pcap", REAL),    # the same over TLS 1.3 and 1.2
     ("normal_dns.pcap", REAL),      # dig against dnsmasq
     ("normal_smtp.pcap", REAL),     # swaks against OpenSMTPD
     ("zeek_http_get.pcap", PUBLIC),
