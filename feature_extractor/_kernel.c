@@ -1001,13 +1001,14 @@ static Conn *new_connection(Kernel *k, const uint64_t key[5], uint64_t h, double
         PyObject *res = PyObject_CallMethod(k->hooks, "take_expected", "Oi", a, dport);
         Py_DECREF(a);
         if (!res) return NULL;
-        passive = PyObject_IsTrue(res);
+        long kind = PyLong_AsLong(res); /* 0 not announced, 1 passive, 2 active */
         Py_DECREF(res);
-        if (passive < 0) return NULL;
-        if (passive) { /* a passive data connection the control channel announced */
+        if (kind == -1 && PyErr_Occurred()) return NULL;
+        if (kind) { /* a data connection the control channel announced */
             service = k->s_ftp_data;
             k->ftp_expected--;
         }
+        passive = kind == 1;
     }
     Conn *c = calloc(1, sizeof(Conn));
     if (!c) { PyErr_NoMemory(); return NULL; }

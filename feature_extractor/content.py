@@ -8,6 +8,7 @@ Each rule is listed in docs/features.md with the evidence from the data behind i
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass, fields
 
 PAYLOAD_LIMIT = 16384  # bytes per direction handed to an analyzer
@@ -176,8 +177,9 @@ class InteractiveAnalyzer(Analyzer):
         self.seen_tail = b""       # an unterminated prompt already acted on
 
     def lines(self, from_orig: bool, buf: bytes) -> bytes:
-        # A bare CR ends a line too. An empty server line changes nothing (the line before it
-        # has already cleared seen_tail), so it costs no call: half the lines of a CRLF stream.
+        # A bare CR ends a line too. An empty server line changes nothing once seen_tail is
+        # clear (a failed-login line leaves it set), so it costs no call: half the lines of a
+        # CRLF stream.
         parts = buf.replace(b"\r", b"\n").split(b"\n")
         rest = parts.pop()
         if from_orig:
@@ -185,7 +187,7 @@ class InteractiveAnalyzer(Analyzer):
                 self.client_line(_apply_backspaces(line))
         else:
             for line in parts:
-                if line:
+                if line or self.seen_tail:
                     self.server_text(line)
         return rest
 
@@ -282,14 +284,32 @@ class RshAnalyzer(Analyzer):
 
 # Every client-side FTP rule needs one of these (lowercased): the verbs it acts on, a path,
 # or an access file's name.
-FTP_NEEDLES = (b"user", b"stor", b"stou", b"appe", b"mkd", b"site", b"/", b".rhosts", b".netrc",
-               b"authorized_keys", b".forward", b".login", b".cshrc", b".profile", b".bashrc")
+FTP_NEEDLES = (b"user", b"stor", b"stou", b"appe", b"mkd", b"site", b"port", b"eprt", b"/",
+               b".rhosts", b".netrc", b"authorized_keys", b".forward", b".login", b".cshrc",
+               b".profile", b".bashrc")
 PASV_REPLY = re.compile(rb"^227 .*?(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
 EPSV_REPLY = re.compile(rb"^229 .*?\(\|\|\|(\d+)\|\)")
 
 
+def _port_argument(verb: bytes, arg: bytes) -> tuple[bytes, int] | None:
+    """The client's data endpoint in `PORT h1,h2,h3,h4,p1,p2` or `EPRT |af|address|port|`."""
+    try:
+        if verb == b"PORT":
+            h = [int(x) for x in arg.split(b",")]
+            if len(h) == 6 and all(0 <= v < 256 for v in h):
+                return bytes(h[:4]), h[4] * 256 + h[5]
+        elif len(arg) > 1:
+            family, address, port = arg[1:].split(arg[:1])[:3]
+            af = {b"1": socket.AF_INET, b"2": socket.AF_INET6}[family]
+            if 0 < int(port) < 65536:
+                return socket.inet_pton(af, address.decode("ascii")), int(port)
+    except (ValueError, KeyError, UnicodeDecodeError, OSError):
+        pass
+    return None
+
+
 class FtpAnalyzer(Analyzer):
-    """Logins, file creations and access files; announces passive-mode data endpoints."""
+    """Logins, file creations and access files; announces data endpoints (PASV and PORT)."""
 
     line_prefixes = (None, (b"227 ", b"229 ", b"230", b"530"))
     line_needles = (FTP_NEEDLES, None)
@@ -297,7 +317,8 @@ class FtpAnalyzer(Analyzer):
     def __init__(self) -> None:
         super().__init__()
         self.user = b""
-        self.expected: list[tuple[bytes | None, int]] = []  # (IPv4 address or None, port)
+        # (address or None for the server's, port, passive): where a data connection will go
+        self.expected: list[tuple[bytes | None, int, bool]] = []
 
     def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
         if from_orig:
@@ -309,6 +330,10 @@ class FtpAnalyzer(Analyzer):
                 self.f.num_file_creations += 1
             elif verb == b"SITE":
                 self.f.hot += 1
+            elif verb in (b"PORT", b"EPRT"):
+                endpoint = _port_argument(verb, arg.strip())
+                if endpoint is not None:
+                    self.expected.append((*endpoint, False))
             if verb not in (b"USER", b"PASS") and (SYSTEM_DIRS.search(arg) or arg.startswith(b"/etc")):
                 self.f.hot += 1
             if ACCESS_FILES.search(arg):
@@ -320,9 +345,9 @@ class FtpAnalyzer(Analyzer):
             if len(m.groups()) == 6:
                 h = [int(x) for x in m.groups()]
                 if all(v < 256 for v in h):
-                    self.expected.append((bytes(h[:4]), h[4] * 256 + h[5]))
+                    self.expected.append((bytes(h[:4]), h[4] * 256 + h[5], True))
             elif int(m.group(1)) < 65536:
-                self.expected.append((None, int(m.group(1))))
+                self.expected.append((None, int(m.group(1)), True))
         if code.startswith(b"230"):
             if not self.f.logged_in:
                 self.f.logged_in = 1

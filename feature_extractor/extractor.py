@@ -96,19 +96,20 @@ class _Hooks:
         """One control-channel line; the number of announced data endpoints waiting."""
         analyzer.line(from_orig, line, complete)
         if analyzer.expected:
-            for addr, port in analyzer.expected:
-                self.ftp_expected[(addr if addr and version == 4 else server, port)] = None
+            for addr, port, passive in analyzer.expected:
+                # a PASV reply's IPv4 address; PORT and EPRT name the client's own
+                where = addr if addr and (version == 4 or not passive) else server
+                self.ftp_expected[(where, port)] = passive
             analyzer.expected.clear()
             while len(self.ftp_expected) > FTP_MEMORY:
                 self.ftp_expected.popitem(last=False)
         return len(self.ftp_expected)
 
-    def take_expected(self, server: bytes, port: int) -> bool:
-        """A new connection to an endpoint a PASV/EPSV reply announced is passive ftp_data."""
-        if (server, port) not in self.ftp_expected:
-            return False
-        del self.ftp_expected[(server, port)]
-        return True
+    def take_expected(self, responder: bytes, port: int) -> int:
+        """A new connection to an endpoint the control channel announced is ftp_data: 1 passive
+        (PASV/EPSV, to the server), 2 active (PORT/EPRT, from the server); 0 not announced."""
+        passive = self.ftp_expected.pop((responder, port), None)
+        return 0 if passive is None else 1 if passive else 2
 
     def content(self, analyzer, ftp_data: bool, orig: bytes, resp: bytes) -> tuple:
         values = analyzer.result().values() if analyzer is not None else NO_CONTENT

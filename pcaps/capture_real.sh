@@ -128,6 +128,9 @@ normal_smtp() { for i in 1 2 3 4 5; do
 normal_ftp() { for i in 1 2 3; do
     in_atk lftp -e "set ftp:passive-mode on; ls pub; get pub/README -o $WORK/r$i; get pub/release.tar.gz -o $WORK/t$i; bye" \
         -u anonymous,guest@example.test ftp://$S >/dev/null; sleep 1; done; }
+normal_ftp_active() { for i in 1 2 3; do
+    in_atk lftp -e "set ftp:passive-mode off; ls pub; get pub/README -o $WORK/r$i; get pub/release.tar.gz -o $WORK/t$i; bye" \
+        -u anonymous,guest@example.test ftp://$S >/dev/null; sleep 1; done; }
 syn_flood() { in_atk hping3 -S --rand-source -p 80 -i u40 -c 20000 $S 2>/dev/null; }
 port_scan() { in_atk nmap -n -Pn -sS -T4 -p 1-1000 $S >/dev/null; }
 nmap_scan() { in_atk nmap -n -Pn -T4 "$@" $S >/dev/null; }  # nmap_scan OPTIONS...
@@ -148,6 +151,7 @@ capture normal_https normal_https
 capture normal_dns normal_dns
 capture normal_smtp normal_smtp
 capture normal_ftp normal_ftp
+capture normal_ftp_active normal_ftp_active
 capture synflood syn_flood
 capture portscan port_scan
 capture icmpsweep icmp_sweep

@@ -74,3 +74,31 @@ def test_skipping_empty_telnet_server_lines_changes_nothing(segments):
         fast.data(from_orig, payload)
         reference.data(from_orig, payload)
     assert fast.result() == reference.result()
+
+
+@pytest.mark.parametrize("command, endpoint", [
+    (b"PORT 10,200,0,1,128,7", (bytes([10, 200, 0, 1]), 32775)),
+    (b"port 10,200,0,1,128,7", (bytes([10, 200, 0, 1]), 32775)),
+    (b"EPRT |1|10.200.0.1|32775|", (bytes([10, 200, 0, 1]), 32775)),
+    (b"EPRT |2|::1|5282|", (bytes(15) + b"\x01", 5282)),
+    (b"PORT 10,200,0,1,300,7", None), (b"PORT 10,200,0,1", None), (b"EPRT |3|x|1|", None),
+    (b"EPRT |1|10.200.0.1|0|", None), (b"EPRT", None),
+])
+def test_active_mode_commands_announce_the_clients_endpoint(command, endpoint):
+    ftp = content.FtpAnalyzer()
+    ftp.line(True, command, complete=True)
+    assert ftp.expected == ([] if endpoint is None else [(*endpoint, False)])
+
+
+@pytest.mark.parametrize("line", [
+    b"USER root", b"STOR x", b"stou", b"APPE y", b"MKD d", b"XMKD d", b"SITE CHMOD 777 f",
+    b"RETR /etc/passwd", b"CWD /bin", b"RETR .rhosts", b"PORT 10,200,0,1,128,7",
+    b"EPRT |1|10.200.0.1|32775|"])
+def test_every_ftp_command_the_analyzer_acts_on_holds_a_needle(line):
+    """The kernel hands the FTP analyzer only client lines holding a needle."""
+    ftp, reference = content.FtpAnalyzer(), content.FtpAnalyzer()
+    ftp.line(True, line, complete=True)
+    for a in (ftp, reference):
+        a.line(False, b"230 Login successful.", complete=True)
+    assert (ftp.result(), ftp.expected) != (reference.result(), reference.expected)
+    assert any(n in line.lower() for n in content.FTP_NEEDLES)

@@ -148,7 +148,8 @@ RULE_PIECES = [b"GET ", b"POST ", b"/", b".", b"-", b"%", b"index.html", b"?q=",
                b"USER ", b"PASS ", b"STOR ", b"stou ", b"APPE ", b"MKD ", b"XMKD ", b"SITE ",
                b"CWD ", b"RETR ", b"root", b"anonymous", b"etc", b"bin", b"usr", b"=", b'"',
                b".netrc", b"authorized_keys", b".forward", b".login", b".cshrc", b".profile",
-               b".bashrc"]
+               b".bashrc", b"PORT ", b"10,200,0,1,128,7", b"EPRT ", b"|1|10.200.0.1|32775|",
+               b"|2|::1|5282|"]
 
 
 @pytest.mark.parametrize("cls", NEEDLED, ids=lambda c: c.__name__)
@@ -168,6 +169,7 @@ def test_lines_without_a_declared_needle_change_nothing(cls, data, pieces):
         for reply in cls.line_prefixes[1 - side] or ():
             a.line(side == 1, reply.strip() + b" ok", complete=True)
     assert analyzer.result() == reference.result()
+    assert getattr(analyzer, "expected", None) == getattr(reference, "expected", None)
 
 
 def _tcp_session(client_says: bytes) -> list[tuple[float, bytes]]:

@@ -157,3 +157,14 @@ def test_passive_ftp_data_recorded_as_active_mode():
     assert {r["src_ip"] for r in data} == {"10.200.0.2"}
     assert sorted(r["src_bytes"] for r in data).count(200000) == 3
     assert all(r["dst_bytes"] == 0 and r["flag"] == "SF" and r["logged_in"] == 1 for r in data)
+
+
+def test_active_ftp_data_is_ftp_data_too():
+    rows, _ = extract_file(PUBLIC.parent / "realtools" / "normal_ftp_active.pcap")
+    data = [r for r in rows if r["service"] == "ftp_data"]
+    # The same 3 lftp sessions in active mode: PORT commands, and vsftpd (without
+    # connect_from_port_20) connecting back from ephemeral ports, so no port says ftp_data.
+    assert len(data) == 9 and not [r for r in rows if r["service"] in ("other", "private")]
+    assert {r["src_ip"] for r in data} == {"10.200.0.2"} and 20 not in {r["src_port"] for r in data}
+    assert sorted(r["src_bytes"] for r in data).count(200000) == 3
+    assert all(r["dst_bytes"] == 0 and r["flag"] == "SF" and r["logged_in"] == 1 for r in data)
