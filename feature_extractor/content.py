@@ -291,14 +291,20 @@ PASV_REPLY = re.compile(rb"^227 .*?(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
 EPSV_REPLY = re.compile(rb"^229 .*?\(\|\|\|(\d+)\|\)")
 
 
+def _host_port(numbers: list[bytes]) -> tuple[bytes, int] | None:
+    """FTP's `h1,h2,h3,h4,p1,p2` (PASV replies, PORT commands) as (IPv4 address, port)."""
+    h = [int(x) for x in numbers]
+    if len(h) == 6 and all(0 <= v < 256 for v in h):
+        return bytes(h[:4]), h[4] * 256 + h[5]
+    return None
+
+
 def _port_argument(verb: bytes, arg: bytes) -> tuple[bytes, int] | None:
     """The client's data endpoint in `PORT h1,h2,h3,h4,p1,p2` or `EPRT |af|address|port|`."""
     try:
         if verb == b"PORT":
-            h = [int(x) for x in arg.split(b",")]
-            if len(h) == 6 and all(0 <= v < 256 for v in h):
-                return bytes(h[:4]), h[4] * 256 + h[5]
-        elif len(arg) > 1:
+            return _host_port(arg.split(b","))
+        if len(arg) > 1:
             family, address, port = arg[1:].split(arg[:1])[:3]
             af = {b"1": socket.AF_INET, b"2": socket.AF_INET6}[family]
             if 0 < int(port) < 65536:
@@ -343,9 +349,9 @@ class FtpAnalyzer(Analyzer):
         m = PASV_REPLY.match(line) or EPSV_REPLY.match(line)
         if m:
             if len(m.groups()) == 6:
-                h = [int(x) for x in m.groups()]
-                if all(v < 256 for v in h):
-                    self.expected.append((bytes(h[:4]), h[4] * 256 + h[5], True))
+                endpoint = _host_port(m.groups())
+                if endpoint is not None:
+                    self.expected.append((*endpoint, True))
             elif int(m.group(1)) < 65536:
                 self.expected.append((None, int(m.group(1)), True))
         if code.startswith(b"230"):
@@ -473,9 +479,6 @@ class TlsAnalyzer(Analyzer):
             buf = buf[end:]
         self._head[from_orig] = buf
         return True
-
-    def result(self) -> ContentFeatures:
-        return self.f
 
 
 ANALYZERS: dict[str, type[Analyzer]] = {

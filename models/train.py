@@ -104,12 +104,9 @@ def with_echo_twins(feats: list[list], y: np.ndarray) -> tuple[list[list], np.nd
     """
     twins = [i for i, row in enumerate(feats)
              if row[_SERVICE] in _OTHER_ECHO and row[_WRONG_FRAGMENT] > 0]
-    extra = []
-    for i in twins:
-        row = list(feats[i])
-        row[_SERVICE] = _OTHER_ECHO[row[_SERVICE]]
-        extra.append(row)
-    return feats + extra, np.concatenate([y, y[twins]]).astype(y.dtype)
+    extra = [[*feats[i][:_SERVICE], _OTHER_ECHO[feats[i][_SERVICE]], *feats[i][_SERVICE + 1:]]
+             for i in twins]
+    return feats + extra, np.concatenate([y, y[twins]])
 
 
 def with_cold_starts(feats: list[list], y: np.ndarray, fraction: float,

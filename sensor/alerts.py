@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from feature_extractor.record import (
@@ -57,25 +57,15 @@ class Alert:
     model_version: str
     pcap_filename: str | None = None
     pcap_cnt: int | None = None
-    _flow_key: bytes | None = field(default=None, init=False, repr=False, compare=False)
-    _community_id: str | None = field(default=None, init=False, repr=False, compare=False)
-
-    @property
+    @functools.cached_property
     def flow_key(self) -> bytes:
         """Computed when a sink first asks: an alert held back by a threshold never needs it."""
-        key = self._flow_key
-        if key is None:
-            r = self.record
-            key = self._flow_key = flow_key(r.src_ip, r.dst_ip, r.ip_proto, r.src_port,
-                                            r.dst_port)
-        return key
+        r = self.record
+        return flow_key(r.src_ip, r.dst_ip, r.ip_proto, r.src_port, r.dst_port)
 
-    @property
+    @functools.cached_property
     def community_id(self) -> str:
-        cid = self._community_id
-        if cid is None:
-            cid = self._community_id = community_id_of(self.flow_key)
-        return cid
+        return community_id_of(self.flow_key)
 
     @property
     def info(self) -> ClassInfo:
