@@ -3,7 +3,8 @@
 # network namespaces made here (kdd-atk 10.200.0.1, kdd-srv 10.200.0.2 and .10-.70), captured
 # with tcpdump on the server side. Every flood is bounded by a packet count. Needs root and:
 #   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox-static lftp \
-#                   curl openssl bind9-dnsutils tcpdump iproute2 python3-scapy|pip scapy
+#                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass \
+#                   python3-scapy|pip scapy
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT="$HERE/realtools"
@@ -96,6 +97,10 @@ match from any for any action "deliver"
 EOF
     mkdir -p /var/spool/smtpd && chmod 711 /var/spool/smtpd
     ip netns exec $SRV smtpd -d -f "$WORK/smtpd.conf" >/dev/null 2>&1 & echo $! > "$WORK/smtpd.pid"
+    ssh-keygen -q -t ed25519 -N "" -f "$WORK/ssh_host_key"
+    mkdir -p /run/sshd
+    ip netns exec $SRV /usr/sbin/sshd -D -h "$WORK/ssh_host_key" -o ListenAddress=$S \
+        -o PasswordAuthentication=yes -o PidFile="$WORK/sshd.pid" & echo $! > "$WORK/sshd.pid"
     sleep 2
 }
 
@@ -131,6 +136,13 @@ normal_ftp() { for i in 1 2 3; do
 normal_ftp_active() { for i in 1 2 3; do
     in_atk lftp -e "set ftp:passive-mode off; ls pub; get pub/README -o $WORK/r$i; get pub/release.tar.gz -o $WORK/t$i; bye" \
         -u anonymous,guest@example.test ftp://$S >/dev/null; sleep 1; done; }
+SSH_OPTS="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+normal_ssh() { for i in 1 2 3; do
+    in_atk sshpass -p wonderland-7 ssh $SSH_OPTS alice@$S 'uname -a; ls -la; df -h; id' >/dev/null
+    in_atk sshpass -p wonderland-7 scp $SSH_OPTS alice@$S:/srv/ftp/pub/release.tar.gz "$WORK/s$i"
+    printf 'ls /srv/ftp/pub\nsleep 1\nexit\n' | in_atk sshpass -p wonderland-7 ssh -tt $SSH_OPTS alice@$S >/dev/null
+    sleep 1; done; }
+ssh_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 4 -W 1 -f "ssh://$S" >/dev/null 2>&1; }
 syn_flood() { in_atk hping3 -S --rand-source -p 80 -i u40 -c 20000 $S 2>/dev/null; }
 port_scan() { in_atk nmap -n -Pn -sS -T4 -p 1-1000 $S >/dev/null; }
 nmap_scan() { in_atk nmap -n -Pn -T4 "$@" $S >/dev/null; }  # nmap_scan OPTIONS...
@@ -159,7 +171,9 @@ capture smurf smurf
 capture land land
 capture teardrop fragments teardrop
 capture pod fragments pod
+capture normal_ssh normal_ssh
 capture ftp_guess ftp_guess
+capture ssh_guess ssh_guess
 capture telnet_guess telnet_guess
 capture scan_connect nmap_scan -sT -p 1-1000
 capture scan_fin nmap_scan -sF --top-ports 500

@@ -82,6 +82,10 @@ ATTACKS = [
     ("pod.pcap", "dos", None),          # echo requests reassembling past 65,535 bytes (scapy)
     ("ftp_guess.pcap", "r2l", "21"),    # hydra against vsftpd, 3 attempts per connection
     ("telnet_guess.pcap", "r2l", "23"),  # hydra against busybox telnetd, 5 attempts per connection
+    pytest.param("ssh_guess.pcap", "r2l", "22", marks=pytest.mark.xfail(
+        strict=True, reason="KDDTrain+ has no SSH password guessing (its 311 ssh rows are "
+        "neptune and scans, 5 normal) and encryption hides the failed logins: hydra's 8 "
+        "connections to OpenSSH are all classed normal")),
 ]
 
 
@@ -102,6 +106,7 @@ NORMAL = [
     ("normal_https.pcap", REAL),    # the same over TLS 1.3 and 1.2
     ("normal_dns.pcap", REAL),      # dig against dnsmasq
     ("normal_smtp.pcap", REAL),     # swaks against OpenSMTPD
+    ("normal_ssh.pcap", REAL),      # OpenSSH: commands, scp of 200 kB, an interactive shell
     ("zeek_http_get.pcap", PUBLIC),
     pytest.param("zeek_wikipedia.pcap", PUBLIC, marks=pytest.mark.xfail(
         strict=True, reason="2 of 34 connections come out probe: a NetBIOS name broadcast "
