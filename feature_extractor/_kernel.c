@@ -148,6 +148,14 @@ static const char *FLAG_NAMES[N_FLAGS] = {"SF", "S0", "S1", "S2", "S3", "REJ", "
                                           "RSTOS0", "RSTRH", "SH", "SHR", "OTH"};
 static const int SWAPPED_FLAG[N_FLAGS] = {SF, S0, S1, S3, S2, REJ, RSTR, RSTO, RSTRH, RSTOS0,
                                           SHR, SH, OTH};
+/* NSL-KDD's "SYN errors" and "REJ errors", read from its rows whose window holds only
+   themselves (count 1): every S0-S3 and SH row has serror_rate 1, every REJ, RSTO, RSTR and
+   RSTOS0 row rerror_rate 1, SF and OTH neither. SHR and RSTRH, absent from the data, follow
+   their mirror images SH and RSTOS0. */
+static const uint8_t SYN_ERROR[N_FLAGS] = {[S0] = 1, [S1] = 1, [S2] = 1, [S3] = 1, [SH] = 1,
+                                           [SHR] = 1};
+static const uint8_t REJ_ERROR[N_FLAGS] = {[REJ] = 1, [RSTO] = 1, [RSTR] = 1, [RSTOS0] = 1,
+                                           [RSTRH] = 1};
 enum { Q_ATTEMPT, Q_ESTABLISHED, Q_CLOSED, Q_UDP, N_QUEUES, Q_NONE = -1 };
 static const char *QUEUE_NAMES[N_QUEUES] = {"attempt", "established", "closed", "udp"};
 
@@ -618,7 +626,7 @@ static int hw_drop(Kernel *k, HostWindow *w) {
 /* Add one finished connection to the windows and write its 19 traffic features. */
 static int traffic_features(Kernel *k, Record *r, const uint64_t host[3], int64_t svc,
                             unsigned src_port, int flag) {
-    int serr = flag >= S0 && flag <= S3, rerr = flag == REJ;
+    int serr = SYN_ERROR[flag], rerr = REJ_ERROR[flag];
     double now = k->now;
     if (window_evict(k, now - TIME_WINDOW) < 0) return -1;
     Recent rec = {.t = now, .svc = svc, .serr = serr, .rerr = rerr};

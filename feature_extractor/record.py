@@ -24,6 +24,10 @@ PROTOCOLS: tuple[str, ...] = ("tcp", "udp", "icmp")
 FLAGS: tuple[str, ...] = (
     "SF", "S0", "S1", "S2", "S3", "REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH",
 )
+# The flags that count as a "SYN error" and a "REJ error" in the window rates (docs/features.md;
+# the kernel holds the same table).
+SYN_ERROR_FLAGS = frozenset({"S0", "S1", "S2", "S3", "SH", "SHR"})
+REJ_ERROR_FLAGS = frozenset({"REJ", "RSTO", "RSTR", "RSTOS0", "RSTRH"})
 
 # The 70 services of KDDTrain+ (the same set as KDDTest+), by frequency in KDDTrain+.
 SERVICES: tuple[str, ...] = (

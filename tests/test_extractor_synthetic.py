@@ -6,9 +6,18 @@ generator writes; the comment says why.
 
 from __future__ import annotations
 
+import csv
+import gzip
+import struct
+
 import pytest
 
+from feature_extractor.capture_file import read_captures
+from feature_extractor.extractor import Extractor
+from feature_extractor.record import FEATURE_NAMES, FLAGS, REJ_ERROR_FLAGS, SYN_ERROR_FLAGS
 from tests.conftest import SYNTHETIC, extract_file
+
+NSL_KDD = SYNTHETIC.parents[1] / "models" / "nsl_kdd"
 
 
 def by_port(rows: list[dict], key: str = "dst_port") -> dict:
@@ -37,6 +46,47 @@ def test_all_thirteen_flags():
     for r in rows:
         assert r["src_ip"] == "192.0.2.10", "originator is the SYN sender, or SYN-ACK receiver"
         assert r["service"] == "private"  # unknown ports below 1024
+
+
+def _error_bits_in_nsl_kdd() -> dict[str, tuple[float, float]]:
+    """(serror_rate, rerror_rate) per flag over NSL-KDD rows whose 2 s window holds only
+    themselves (count 1): there a rate is the row's own flag counted as an error or not."""
+    seen: dict[str, set] = {}
+    with gzip.open(NSL_KDD / "KDDTrain+.txt.gz", "rt") as fh:
+        for row in csv.reader(fh):
+            if row[22] == "1":
+                seen.setdefault(row[3], set()).add((float(row[24]), float(row[26])))
+    assert all(len(v) == 1 for v in seen.values()), seen  # one answer per flag
+    return {flag: v.pop() for flag, v in seen.items()}
+
+
+def test_syn_and_rej_errors_are_nsl_kdds():
+    in_data = _error_bits_in_nsl_kdd()
+    # The two flags NSL-KDD never shows take their mirror images' answer [choice].
+    in_data |= {"RSTRH": in_data["RSTOS0"], "SHR": in_data["SH"]}
+    assert in_data["RSTO"] == (0.0, 1.0)  # not only REJ: every reset is a "REJ error"
+    expected = {flag: (float(flag in SYN_ERROR_FLAGS), float(flag in REJ_ERROR_FLAGS))
+                for flag in FLAGS}
+    assert expected == in_data  # the table models.cold_start uses is the data's
+    packets = list(read_captures([str(SYNTHETIC / "flags.pcap")]))
+    records = {}
+    for port in range(1001, 1014):
+        ex = Extractor()  # each scenario alone (Ethernet, IPv4 without options): no neighbours
+        for ts, linktype, frame in packets:
+            if struct.unpack("!H", frame[36:38])[0] in (port, port + 39000):
+                ex.packet(ts, linktype, frame)
+        ex.finish()
+        (r,) = ex.drain()
+        records[r.features[3]] = dict(zip(FEATURE_NAMES, r.features, strict=True))
+    assert set(records) == set(expected)
+    for flag, (serror, rerror) in expected.items():
+        row = records[flag]
+        assert row["count"] == row["dst_host_count"] == 1, flag
+        assert (row["serror_rate"], row["rerror_rate"]) == (serror, rerror), flag
+        assert (row["srv_serror_rate"], row["srv_rerror_rate"]) == (serror, rerror), flag
+        assert (row["dst_host_serror_rate"], row["dst_host_rerror_rate"]) == (serror, rerror)
+        assert (row["dst_host_srv_serror_rate"], row["dst_host_srv_rerror_rate"]) == (serror,
+                                                                                      rerror)
 
 
 def test_flag_bytes_are_payload_bytes():

@@ -61,10 +61,12 @@ def syslog_classes(lines: list[str]) -> Counter:
 # (capture, class, the attacked port when the capture also holds other traffic)
 ATTACKS = [
     ("synflood.pcap", "dos", None),     # hping3 -S --rand-source, 20,000 SYNs at ~25,000/s
+    ("synflood_one_source.pcap", "dos", None),  # hping3 -S from its own address: SYN, SYN-ACK, RST
     ("smurf.pcap", "dos", None),        # hping3 ICMP echo replies of 1,000 bytes, spoofed sources
     ("land.pcap", "dos", None),         # hping3 with source = destination (address and port)
     ("teardrop.pcap", "dos", None),     # overlapping UDP fragments (scapy: no tool exists)
     ("portscan.pcap", "probe", None),   # nmap -sS -p 1-1000
+    ("masscan.pcap", "probe", None),    # masscan -p 1-2000, its own TCP stack
     ("icmpsweep.pcap", "probe", None),  # nmap -sn -PE over 61 addresses
     ("scan_connect.pcap", "probe", None),  # nmap -sT -p 1-1000 (full handshakes)
     ("scan_fin.pcap", "probe", None),      # nmap -sF, -sX, -sN, -sA over the top 500 ports
