@@ -24,12 +24,12 @@
 
 /* ---------------------------------------------------------------- hash map */
 
-/* Chained map over fixed-length keys of 64-bit words; every node carries three counters and a
+/* Chained map over fixed-length keys of 64-bit words; every node carries four counters and a
  * pointer, enough for the window groups and the connection table alike. */
 typedef struct MNode {
     struct MNode *next;
     uint64_t hash;
-    int64_t v[3];
+    int64_t v[4];
     void *ptr;
     uint64_t key[5];
 } MNode;
@@ -121,15 +121,20 @@ static void map_remove(Map *m, MNode *node) {
     m->spare = node;
 }
 
-/* Add delta to the counter of key; the entry goes when it reaches zero. */
-static int count_add(Map *m, const uint64_t *key, int64_t delta) {
+/* Add delta to the counter of key; the entry goes when it reaches zero. `*keys`, when given,
+ * follows the number of keys present: +1 for a key that appears, -1 for one that goes. */
+static int count_add(Map *m, const uint64_t *key, int64_t delta, int64_t *keys) {
     uint64_t h = hash_words(key, m->words);
     MNode *n = map_find(m, key, h);
     if (!n) {
         if (!(n = map_insert(m, key, h))) return -1;
+        if (keys) (*keys)++;
     }
     n->v[0] += delta;
-    if (n->v[0] == 0) map_remove(m, n);
+    if (n->v[0] == 0) {
+        map_remove(m, n);
+        if (keys) (*keys)--;
+    }
     return 0;
 }
 
@@ -236,13 +241,13 @@ typedef struct HostWindow {
     struct HostWindow *prev, *next; /* least recently used first */
     HostEntry ring[HOST_WINDOW];
     int head, len;
-    int64_t serror, rerror;
+    int64_t serror, rerror, services; /* services: distinct ones in the ring */
 } HostWindow;
 
 typedef struct {
     SvcEntry *ring;
     int head, len, cap;
-    int64_t serror, rerror;
+    int64_t serror, rerror, hosts;    /* hosts: distinct ones in the ring */
 } SvcWindow;
 
 /* ---------------------------------------------------------------- line-mode analyzers */
@@ -565,13 +570,17 @@ static int recent_push(Kernel *k, const Recent *r) {
     return 0;
 }
 
-static int group_add(Map *m, const uint64_t *key, int serr, int rerr, int step, MNode **out) {
+/* v: connections, SYN errors, REJ errors, distinct partners (services of a host, hosts of a
+ * service; `partners` is +1 or -1 when this connection's pair appeared or went). */
+static int group_add(Map *m, const uint64_t *key, int serr, int rerr, int step, int64_t partners,
+                     MNode **out) {
     uint64_t h = hash_words(key, m->words);
     MNode *n = map_find(m, key, h);
     if (!n && !(n = map_insert(m, key, h))) return -1;
     n->v[0] += step;
     n->v[1] += serr * step;
     n->v[2] += rerr * step;
+    n->v[3] += partners;
     if (n->v[0] == 0) {
         map_remove(m, n);
         n = NULL;
@@ -584,10 +593,11 @@ static int window_evict(Kernel *k, double horizon) {
     while (k->recent_len && k->recent[k->recent_head].t < horizon) {
         Recent *r = &k->recent[k->recent_head];
         uint64_t svc[1] = {(uint64_t)r->svc}, pk[3];
+        int64_t pairs = 0;
         pair_key(pk, r->host, r->svc);
-        if (group_add(&k->w2_host, r->host, r->serr, r->rerr, -1, NULL) < 0 ||
-            group_add(&k->w2_svc, svc, r->serr, r->rerr, -1, NULL) < 0 ||
-            count_add(&k->w2_pair, pk, -1) < 0)
+        if (count_add(&k->w2_pair, pk, -1, &pairs) < 0 ||
+            group_add(&k->w2_host, r->host, r->serr, r->rerr, -1, pairs, NULL) < 0 ||
+            group_add(&k->w2_svc, svc, r->serr, r->rerr, -1, pairs, NULL) < 0)
             return -1;
         k->recent_head = (k->recent_head + 1) % k->recent_cap;
         k->recent_len--;
@@ -614,13 +624,22 @@ static int hw_drop(Kernel *k, HostWindow *w) {
         uint64_t pk[3], ok[3];
         pair_key(pk, w->host, e->svc);
         pair_key(ok, w->host, e->sport);
-        if (count_add(&k->hw_pair, pk, -1) < 0 || count_add(&k->hw_port, ok, -1) < 0) return -1;
+        if (count_add(&k->hw_pair, pk, -1, NULL) < 0 || count_add(&k->hw_port, ok, -1, NULL) < 0)
+            return -1;
     }
     hw_unlink(k, w);
     MNode *n = map_find(&k->hw_hosts, w->host, hash_words(w->host, 3));
     map_remove(&k->hw_hosts, n);
     free(w);
     return 0;
+}
+
+/* NSL-KDD's "different services" and "different hosts" rates are the number of distinct
+ * services (hosts) in the window over its size, and 0 when there is only one: in its rows a
+ * window of 2 holding two services always has diff_srv_rate 1.00, never 0.50, and a host
+ * window of 255 with same_srv_rate 0.40 has dst_host_diff_srv_rate 0.02 (docs/features.md). */
+static inline double diff_rate(int64_t distinct, double size) {
+    return distinct > 1 ? distinct / size : 0.0;
 }
 
 /* Add one finished connection to the windows and write its 19 traffic features. */
@@ -633,10 +652,12 @@ static int traffic_features(Kernel *k, Record *r, const uint64_t host[3], int64_
     memcpy(rec.host, host, sizeof rec.host);
     if (recent_push(k, &rec) < 0) return -1;
     uint64_t svckey[1] = {(uint64_t)svc}, pk[3];
+    int64_t pairs = 0;
     pair_key(pk, host, svc);
     MNode *h, *s;
-    if (group_add(&k->w2_host, host, serr, rerr, 1, &h) < 0 ||
-        group_add(&k->w2_svc, svckey, serr, rerr, 1, &s) < 0 || count_add(&k->w2_pair, pk, 1) < 0)
+    if (count_add(&k->w2_pair, pk, 1, &pairs) < 0 ||
+        group_add(&k->w2_host, host, serr, rerr, 1, pairs, &h) < 0 ||
+        group_add(&k->w2_svc, svckey, serr, rerr, 1, pairs, &s) < 0)
         return -1;
     int64_t count = h->v[0], srv_count = s->v[0], same = count_get(&k->w2_pair, pk);
     double c = (double)count, sc = (double)srv_count;
@@ -647,8 +668,8 @@ static int traffic_features(Kernel *k, Record *r, const uint64_t host[3], int64_
     r->rates[2] = h->v[2] / c;
     r->rates[3] = s->v[2] / sc;
     r->rates[4] = same / c;
-    r->rates[5] = (count - same) / c;
-    r->rates[6] = (srv_count - same) / sc;
+    r->rates[5] = diff_rate(h->v[3], c);
+    r->rates[6] = diff_rate(s->v[3], sc);
 
     /* host window: the last 255 connections to this host, least recently used dropped */
     uint64_t hh = hash_words(host, 3);
@@ -674,7 +695,9 @@ static int traffic_features(Kernel *k, Record *r, const uint64_t host[3], int64_
         pair_key(ook, host, old->sport);
         w->serror -= old->serr;
         w->rerror -= old->rerr;
-        if (count_add(&k->hw_pair, opk, -1) < 0 || count_add(&k->hw_port, ook, -1) < 0) return -1;
+        if (count_add(&k->hw_pair, opk, -1, &w->services) < 0 ||
+            count_add(&k->hw_port, ook, -1, NULL) < 0)
+            return -1;
         w->head = (w->head + 1) % HOST_WINDOW;
         w->len--;
     }
@@ -687,7 +710,8 @@ static int traffic_features(Kernel *k, Record *r, const uint64_t host[3], int64_
     w->serror += serr;
     w->rerror += rerr;
     pair_key(ok, host, src_port);
-    if (count_add(&k->hw_pair, pk, 1) < 0 || count_add(&k->hw_port, ok, 1) < 0) return -1;
+    if (count_add(&k->hw_pair, pk, 1, &w->services) < 0 || count_add(&k->hw_port, ok, 1, NULL) < 0)
+        return -1;
 
     /* service window: the last 255 connections with this service */
     uint64_t sh = hash_words(svckey, 1);
@@ -703,7 +727,7 @@ static int traffic_features(Kernel *k, Record *r, const uint64_t host[3], int64_
         pair_key(spk, old->host, svc);
         sw->serror -= old->serr;
         sw->rerror -= old->rerr;
-        if (count_add(&k->sw_pair, spk, -1) < 0) return -1;
+        if (count_add(&k->sw_pair, spk, -1, &sw->hosts) < 0) return -1;
         sw->head = (sw->head + 1) % sw->cap;
         sw->len--;
     }
@@ -725,17 +749,16 @@ static int traffic_features(Kernel *k, Record *r, const uint64_t host[3], int64_
     sw->len++;
     sw->serror += serr;
     sw->rerror += rerr;
-    if (count_add(&k->sw_pair, pk, 1) < 0) return -1;
+    if (count_add(&k->sw_pair, pk, 1, &sw->hosts) < 0) return -1;
 
     double n = w->len, sn_ = sw->len;
     int64_t same_h = count_get(&k->hw_pair, pk), ports = count_get(&k->hw_port, ok);
-    int64_t host_in_svc = count_get(&k->sw_pair, pk);
     r->host_count = w->len;
     r->host_srv_count = sw->len;
     r->rates[7] = same_h / n;
-    r->rates[8] = (w->len - same_h) / n;
+    r->rates[8] = diff_rate(w->services, n);
     r->rates[9] = ports / n;
-    r->rates[10] = (sw->len - host_in_svc) / sn_;
+    r->rates[10] = diff_rate(sw->hosts, sn_);
     r->rates[11] = w->serror / n;
     r->rates[12] = sw->serror / sn_;
     r->rates[13] = w->rerror / n;

@@ -147,12 +147,13 @@ def test_two_second_and_host_windows():
     assert (t[0.5]["count"], t[0.5]["srv_count"]) == (2, 2)
     o = t[1.0]
     assert (o["count"], o["srv_count"]) == (1, 3)              # only echo to O; 3 echoes
-    assert o["srv_diff_host_rate"] == pytest.approx(2 / 3)     # two of the three went to S
+    assert o["srv_diff_host_rate"] == pytest.approx(2 / 3)     # two hosts (S, O) in 3 echoes
     assert (t[2.2]["count"], t[2.2]["srv_count"]) == (2, 3)    # 0.0 evicted (older than 2 s)
     assert (t[2.6]["count"], t[2.6]["srv_count"]) == (2, 3)    # 0.5 evicted too
     rej = t[3.0]
     assert (rej["flag"], rej["service"], rej["count"], rej["srv_count"]) == ("REJ", "http", 2, 1)
     assert (rej["rerror_rate"], rej["srv_rerror_rate"], rej["same_srv_rate"]) == (0.5, 1.0, 0.5)
+    assert rej["diff_srv_rate"] == 1.0  # two services in a window of 2: 2/2, as in NSL-KDD
     s0 = t[3.2]
     assert (s0["flag"], s0["service"], s0["count"]) == ("S0", "private", 3)
     assert s0["serror_rate"] == pytest.approx(1 / 3) and s0["rerror_rate"] == pytest.approx(1 / 3)
@@ -160,12 +161,13 @@ def test_two_second_and_host_windows():
     # In the 2 s before 4.5: echo 2.6, REJ, S0, itself -> 4 to S, 2 of them echoes.
     assert (last["count"], last["srv_count"]) == (4, 2)
     assert (last["serror_rate"], last["rerror_rate"], last["same_srv_rate"]) == (0.25, 0.25, 0.5)
+    assert last["diff_srv_rate"] == 0.75  # echo, http, port 81: 3 services in 4 connections
     # Host window: all 7 connections to S; service window: all 6 echoes (one to O).
     assert (last["dst_host_count"], last["dst_host_srv_count"]) == (7, 6)
     assert last["dst_host_same_srv_rate"] == pytest.approx(5 / 7)
-    assert last["dst_host_diff_srv_rate"] == pytest.approx(2 / 7)
+    assert last["dst_host_diff_srv_rate"] == pytest.approx(3 / 7)  # echo, http, port 81
     assert last["dst_host_same_src_port_rate"] == pytest.approx(5 / 7)  # echo "port" = type 8
-    assert last["dst_host_srv_diff_host_rate"] == pytest.approx(1 / 6)
+    assert last["dst_host_srv_diff_host_rate"] == pytest.approx(2 / 6)  # S and O
     assert last["dst_host_serror_rate"] == pytest.approx(1 / 7)
     assert last["dst_host_rerror_rate"] == pytest.approx(1 / 7)
     assert (last["dst_host_srv_serror_rate"], last["dst_host_srv_rerror_rate"]) == (0, 0)

@@ -33,12 +33,13 @@ def _run(frames: list[tuple[float, bytes]], csv: bool):
     return ex.drain_csv(False) if csv else ex.drain()
 
 
-@pytest.mark.parametrize(("echo_requests", "same", "diff"), [(1, "0.12", "0.88"),
-                                                            (3, "0.38", "0.62")])
+@pytest.mark.parametrize(("echo_requests", "same", "diff"), [(1, "0.12", "0.25"),
+                                                            (3, "0.38", "0.25")])
 def test_rates_round_half_to_even_like_python(echo_requests, same, diff):
     # Eight ICMP messages to one host within 2 s, the last an echo request (eco_i) and
     # `echo_requests` of the eight too: its same_srv_rate is echo_requests/8, an exact binary
-    # tie (12.5, 37.5 hundredths) that Python's '%.2f' and NSL-KDD round to even.
+    # tie (12.5, 37.5 hundredths) that Python's '%.2f' and NSL-KDD round to even. Two
+    # services (eco_i, ecr_i) in eight: diff_srv_rate 2/8.
     frames = []
     for i in range(8):
         icmp_type = 8 if i >= 8 - echo_requests else 0

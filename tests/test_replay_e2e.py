@@ -111,9 +111,8 @@ NORMAL = [
     ("normal_ssh.pcap", REAL),      # OpenSSH: commands, scp of 200 kB, an interactive shell
     ("zeek_http_get.pcap", PUBLIC),
     pytest.param("zeek_wikipedia.pcap", PUBLIC, marks=pytest.mark.xfail(
-        strict=True, reason="2 of 34 connections come out probe: a NetBIOS name broadcast "
-        "(udp/137, 7 datagrams in 2.6 s) and an HTTP connection seen only from its middle "
-        "(OTH)")),
+        strict=True, reason="1 of 34 connections comes out probe: a NetBIOS name broadcast "
+        "(udp/137, 7 datagrams in 2.6 s)")),
     ("ndpi_smtp.pcap", PUBLIC),
     pytest.param("normal_ftp.pcap", REAL, marks=pytest.mark.xfail(
         strict=True, reason="2 of 12 connections (the first short passive-mode transfers) "
