@@ -6,8 +6,6 @@ generator writes; the comment says why.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import struct
 
 import pytest
@@ -15,9 +13,8 @@ import pytest
 from feature_extractor.capture_file import read_captures
 from feature_extractor.extractor import Extractor
 from feature_extractor.record import FEATURE_NAMES, FLAGS, REJ_ERROR_FLAGS, SYN_ERROR_FLAGS
+from models import data
 from tests.conftest import SYNTHETIC, extract_file
-
-NSL_KDD = SYNTHETIC.parents[1] / "models" / "nsl_kdd"
 
 
 def by_port(rows: list[dict], key: str = "dst_port") -> dict:
@@ -52,8 +49,9 @@ def _error_bits_in_nsl_kdd() -> dict[str, tuple[float, float]]:
     """(serror_rate, rerror_rate) per flag over NSL-KDD rows whose 2 s window holds only
     themselves (count 1): there a rate is the row's own flag counted as an error or not."""
     seen: dict[str, set] = {}
-    with gzip.open(NSL_KDD / "KDDTrain+.txt.gz", "rt") as fh:
-        for row in csv.reader(fh):
+    with data.open_text(data.TRAIN) as fh:
+        for line in fh:
+            row = line.split(",")
             if row[22] == "1":
                 seen.setdefault(row[3], set()).add((float(row[24]), float(row[26])))
     assert all(len(v) == 1 for v in seen.values()), seen  # one answer per flag
