@@ -363,8 +363,22 @@ class FtpAnalyzer(Analyzer):
             self.f.num_failed_logins += 1
 
 
-class MailboxAnalyzer(Analyzer):
-    """POP3 and IMAP: the reply to PASS/APOP (POP3) or LOGIN/AUTHENTICATE (IMAP)."""
+class ServerAnsweredAnalyzer(Analyzer):
+    """POP3 and SSH: logged in once the server has sent anything (its greeting or banner), as
+    NSL-KDD reads them, failed password or not (docs/features.md)."""
+
+    def data(self, from_orig: bool, payload: bytes) -> bool:
+        if not from_orig and payload:
+            self.f.logged_in = 1
+        return False
+
+    def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
+        return None
+
+
+class ImapAnalyzer(Analyzer):
+    """IMAP: a tagged OK to LOGIN/AUTHENTICATE. A refusal is not counted as a failed login:
+    NSL-KDD counts those for telnet and FTP only."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -373,35 +387,24 @@ class MailboxAnalyzer(Analyzer):
     def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
         if from_orig:
             words = line.split(None, 2)
-            if not words:
-                return
-            if words[0].upper() in (b"PASS", b"APOP", b"AUTH"):
-                self.login_tag = b"+"
-            elif len(words) >= 2 and words[1].upper() in (b"LOGIN", b"AUTHENTICATE"):
+            if len(words) >= 2 and words[1].upper() in (b"LOGIN", b"AUTHENTICATE"):
                 self.login_tag = words[0]
             return
-        if self.login_tag is None:
+        if self.login_tag is None or not line.startswith(self.login_tag + b" "):
             return
-        if self.login_tag == b"+":
-            ok, bad = line.startswith(b"+OK"), line.startswith(b"-ERR")
-        else:
-            if not line.startswith(self.login_tag + b" "):
-                return
-            status = line[len(self.login_tag) + 1:].split(None, 1)[:1]
-            ok, bad = status == [b"OK"], status in ([b"NO"], [b"BAD"])
-        if ok:
+        status = line[len(self.login_tag) + 1:].split(None, 1)[:1]
+        if status == [b"OK"]:
             self.f.logged_in = 1
             self.login_tag = None
-        elif bad:
-            self.f.num_failed_logins += 1
+        elif status in ([b"NO"], [b"BAD"]):
             self.login_tag = None
 
 
 class SmtpAnalyzer(Analyzer):
-    """A session the server accepted (250 to HELO/EHLO/MAIL) is logged in; 535 is a failed AUTH."""
+    """A session the server accepted (250 to HELO/EHLO/MAIL) is logged in."""
 
     line_prefixes = ((), ())
-    line_counts = ((), counted((b"250", "logged_in", SET), (b"535", "num_failed_logins", ADD)))
+    line_counts = ((), counted((b"250", "logged_in", SET),))
 
     def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
         return None
@@ -411,9 +414,7 @@ class HttpAnalyzer(Analyzer):
     """An answered request (a status line) is a logged-in session; suspicious requests are hot."""
 
     line_prefixes = (tuple(sorted(HTTP_METHODS)), ())
-    line_counts = ((), counted((b"HTTP/", "logged_in", SET),
-                               (b"HTTP/1.0 401", "num_failed_logins", ADD),
-                               (b"HTTP/1.1 401", "num_failed_logins", ADD)))
+    line_counts = ((), counted((b"HTTP/", "logged_in", SET),))
     line_needles = (HTTP_NEEDLES, None)
 
     def line(self, from_orig: bool, line: bytes, complete: bool) -> None:
@@ -485,7 +486,8 @@ ANALYZERS: dict[str, type[Analyzer]] = {
     "telnet": InteractiveAnalyzer, "login": InteractiveAnalyzer,
     "shell": RshAnalyzer, "exec": RshAnalyzer,
     "ftp": FtpAnalyzer,
-    "pop_3": MailboxAnalyzer, "pop_2": MailboxAnalyzer, "imap4": MailboxAnalyzer,
+    "pop_3": ServerAnsweredAnalyzer, "pop_2": ServerAnsweredAnalyzer, "ssh": ServerAnsweredAnalyzer,
+    "imap4": ImapAnalyzer,
     "smtp": SmtpAnalyzer,
     "http": HttpAnalyzer, "http_8001": HttpAnalyzer, "http_2784": HttpAnalyzer,
     "http_443": TlsAnalyzer,

@@ -288,8 +288,33 @@ def http_session(path: bytes, port: int, t: float) -> list:
         ("server", b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\nhello")])
 
 
+def refused_logins() -> list:
+    """Logins refused by HTTP, SMTP and IMAP, an IMAP login, an SSH banner exchange and a POP3
+    greeting the client resets: what NSL-KDD counts as failed or logged in there."""
+    pkts = dialog(43011, 200.0, 80, [
+        ("client", b"GET /private/ HTTP/1.1\r\nHost: www.example.org\r\n"
+                   b"Authorization: Basic Ym9iOnNlY3JldA==\r\n\r\n"),
+        ("server", b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")])
+    pkts += dialog(43012, 220.0, 25, [
+        ("server", b"220 mail.example.org ESMTP\r\n"), ("client", b"AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n"),
+        ("server", b"535 5.7.8 Authentication credentials invalid\r\n"), ("client", b"QUIT\r\n"),
+        ("server", b"221 2.0.0 Bye\r\n")])
+    for port, t, answer in ((43013, 240.0, b"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"),
+                            (43014, 260.0, b"a1 OK Logged in\r\n")):
+        pkts += dialog(port, t, 143, [
+            ("server", b"* OK IMAP4rev1 ready\r\n"), ("client", b"a1 LOGIN bob hunter2\r\n"),
+            ("server", answer), ("client", b"a2 LOGOUT\r\n"), ("server", b"* BYE\r\n")])
+    pkts += dialog(43015, 280.0, 22, [
+        ("server", b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"), ("client", b"SSH-2.0-OpenSSH_9.2p1\r\n")])
+    s = Session(CLIENT, 43016, SERVER, 110, t=300.0)
+    s.handshake()
+    s.server(b"+OK POP3 ready\r\n")
+    s.rst_client()
+    return pkts + s.packets
+
+
 def content_capture() -> list:
-    """Cleartext sessions, 20 s apart, client ports 43001-43010 in this order."""
+    """Cleartext sessions, 20 s apart, client ports 43001-43016 in this order."""
     pkts = []
     pkts += telnet_session(True, 43001, 0.0)
     pkts += telnet_session(False, 43002, 20.0)
@@ -301,7 +326,7 @@ def content_capture() -> list:
     pkts += smtp_session(43008, 140.0)
     pkts += http_session(b"/index.html", 43009, 160.0)
     pkts += http_session(b"/cgi-bin/phf?Qalias=x%0a/bin/cat%20/etc/passwd", 43010, 180.0)
-    return pkts
+    return pkts + refused_logins()
 
 
 def main() -> None:

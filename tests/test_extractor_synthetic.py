@@ -203,10 +203,38 @@ def test_content_features():
     assert content(rows[43003]) == {"logged_in": 1, "is_guest_login": 1}  # anonymous, 230
     assert content(rows[43004]) == {"num_failed_logins": 1}        # 530
     assert content(rows[43005]) == {"logged_in": 1, "num_file_creations": 1}  # STOR
-    assert content(rows[43006]) == {"logged_in": 1}                # +OK to PASS
-    assert content(rows[43007]) == {"num_failed_logins": 1}        # -ERR to PASS
+    assert content(rows[43006]) == {"logged_in": 1}                # POP3: the server spoke
+    assert content(rows[43007]) == {"logged_in": 1}                # even to refuse the password
     assert content(rows[43008]) == {"logged_in": 1}                # 250 to HELO
     assert content(rows[43009]) == {"logged_in": 1}                # answered request
     # phf: a CGI script (hot) reaching /bin and /etc/passwd (hot, an access file).
     assert content(rows[43010]) == {"logged_in": 1, "hot": 2, "num_access_files": 1}
     assert all(r["num_outbound_cmds"] == 0 for r in rows.values())  # 0 in every NSL-KDD row
+    # Refusals outside telnet and FTP are not failed logins (test_failed_logins_are_...).
+    assert content(rows[43011]) == {"logged_in": 1}                # HTTP 401: answered
+    assert content(rows[43012]) == {}                              # SMTP 535, no 250
+    assert content(rows[43013]) == {}                              # IMAP NO to LOGIN
+    assert content(rows[43014]) == {"logged_in": 1}                # IMAP OK to LOGIN
+    assert content(rows[43015]) == {"logged_in": 1}                # SSH: a banner
+    assert content(rows[43016]) == {"logged_in": 1}                # POP3 greeting, then reset
+
+
+def test_failed_logins_are_counted_where_nsl_kdd_counts_them():
+    """NSL-KDD counts failed logins on telnet and FTP rows only, and reads POP3 and SSH as
+    logged in once the server has spoken: its 750 POP3 password-guessing rows show 0 failed
+    logins and logged_in 1, its port scans that only read a POP3 greeting logged_in 1."""
+    failed, spoke, spoke_in = set(), {}, {}
+    for path in (data.TRAIN, data.TEST):
+        with data.open_text(path) as fh:
+            for line in fh:
+                f = line.split(",")
+                if float(f[10]) > 0:
+                    failed.add(f[2])
+                if f[2] in ("pop_3", "ssh") and float(f[5]) > 0:
+                    spoke[f[2]] = spoke.get(f[2], 0) + 1
+                    spoke_in[f[2]] = spoke_in.get(f[2], 0) + int(f[11] == "1")
+    assert failed == {"telnet", "ftp"}
+    assert all(spoke_in[s] / spoke[s] > 0.9 for s in ("pop_3", "ssh"))
+    rows = extract_file(SYNTHETIC / "content.pcap")[0]
+    counted = {r["service"] for r in rows if r["num_failed_logins"]}
+    assert counted <= failed and counted == {"telnet", "ftp"}
