@@ -284,7 +284,8 @@ class RshAnalyzer(Analyzer):
 
 # Every client-side FTP rule needs one of these (lowercased): the verbs it acts on, a path,
 # or an access file's name.
-FTP_NEEDLES = (b"user", b"stor", b"stou", b"appe", b"mkd", b"site", b"port", b"eprt", b"/",
+FTP_NEEDLES = (b"user", b"stor", b"stou", b"appe", b"retr", b"list", b"nlst", b"mlsd", b"mkd",
+               b"site", b"port", b"eprt", b"/",
                b".rhosts", b".netrc", b"authorized_keys", b".forward", b".login", b".cshrc",
                b".profile", b".bashrc")
 PASV_REPLY = re.compile(rb"^227 .*?(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)")
@@ -314,8 +315,14 @@ def _port_argument(verb: bytes, arg: bytes) -> tuple[bytes, int] | None:
     return None
 
 
+# FTP commands that move a file or a listing over a data connection: each is one `hot`, as in
+# NSL-KDD's FTP rows (docs/features.md).
+FTP_TRANSFERS = frozenset((b"RETR", b"STOR", b"STOU", b"APPE", b"LIST", b"NLST", b"MLSD"))
+
+
 class FtpAnalyzer(Analyzer):
-    """Logins, file creations and access files; announces data endpoints (PASV and PORT)."""
+    """Logins, transfers, file creations and access files; announces data endpoints (PASV and
+    PORT). A guest account named by USER is a guest login whether or not the password works."""
 
     line_prefixes = (None, (b"227 ", b"229 ", b"230", b"530"))
     line_needles = (FTP_NEEDLES, None)
@@ -330,8 +337,11 @@ class FtpAnalyzer(Analyzer):
         if from_orig:
             verb, _, arg = line.strip().partition(b" ")
             verb = verb.upper()
+            if verb in FTP_TRANSFERS:
+                self.f.hot += 1
             if verb == b"USER":
                 self.user = arg.strip().lower()
+                self.f.is_guest_login = int(self.user in GUEST_LOGINS)
             elif verb in (b"STOR", b"STOU", b"APPE", b"MKD", b"XMKD"):
                 self.f.num_file_creations += 1
             elif verb == b"SITE":
@@ -357,7 +367,6 @@ class FtpAnalyzer(Analyzer):
         if code.startswith(b"230"):
             if not self.f.logged_in:
                 self.f.logged_in = 1
-                self.f.is_guest_login = int(self.user in GUEST_LOGINS)
                 self.f.is_host_login = int(self.user in HOST_LOGINS)
         elif code.startswith(b"530") and self.user:
             self.f.num_failed_logins += 1

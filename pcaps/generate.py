@@ -310,11 +310,25 @@ def refused_logins() -> list:
     s.handshake()
     s.server(b"+OK POP3 ready\r\n")
     s.rst_client()
-    return pkts + s.packets
+    return pkts + s.packets + ftp_session(b"guest", False, 43017, 320.0) + anonymous_downloads()
+
+
+def anonymous_downloads() -> list:
+    """An anonymous FTP session listing a directory and fetching two files (passive mode)."""
+    lines = [("server", b"220 (vsFTPd 3.0.3)\r\n"), ("client", b"USER anonymous\r\n"),
+             ("server", b"331 Please specify the password.\r\n"), ("client", b"PASS guest@\r\n"),
+             ("server", b"230 Login successful.\r\n"), ("client", b"CWD /pub\r\n"),
+             ("server", b"250 Directory successfully changed.\r\n")]
+    for n, command in enumerate((b"LIST", b"RETR README", b"retr release.tar.gz")):
+        lines += [("client", b"PASV\r\n"),
+                  ("server", b"227 Entering Passive Mode (192,0,2,20,117,%d).\r\n" % (48 + n)),
+                  ("client", command + b"\r\n"), ("server", b"150 Here comes the data.\r\n"),
+                  ("server", b"226 Transfer complete.\r\n")]
+    return dialog(43018, 340.0, 21, lines + [("client", b"QUIT\r\n"), ("server", b"221 Goodbye.\r\n")])
 
 
 def content_capture() -> list:
-    """Cleartext sessions, 20 s apart, client ports 43001-43016 in this order."""
+    """Cleartext sessions, 20 s apart, client ports 43001-43018 in this order."""
     pkts = []
     pkts += telnet_session(True, 43001, 0.0)
     pkts += telnet_session(False, 43002, 20.0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
 import pytest
 
 from feature_extractor.capture_file import read_captures
@@ -202,7 +203,7 @@ def test_content_features():
     assert content(rows[43002]) == {"num_failed_logins": 1}        # "Login incorrect"
     assert content(rows[43003]) == {"logged_in": 1, "is_guest_login": 1}  # anonymous, 230
     assert content(rows[43004]) == {"num_failed_logins": 1}        # 530
-    assert content(rows[43005]) == {"logged_in": 1, "num_file_creations": 1}  # STOR
+    assert content(rows[43005]) == {"logged_in": 1, "num_file_creations": 1, "hot": 1}  # STOR
     assert content(rows[43006]) == {"logged_in": 1}                # POP3: the server spoke
     assert content(rows[43007]) == {"logged_in": 1}                # even to refuse the password
     assert content(rows[43008]) == {"logged_in": 1}                # 250 to HELO
@@ -217,6 +218,34 @@ def test_content_features():
     assert content(rows[43014]) == {"logged_in": 1}                # IMAP OK to LOGIN
     assert content(rows[43015]) == {"logged_in": 1}                # SSH: a banner
     assert content(rows[43016]) == {"logged_in": 1}                # POP3 greeting, then reset
+    assert content(rows[43017]) == {"num_failed_logins": 1, "is_guest_login": 1}  # USER guest
+    assert content(rows[43018]) == {"logged_in": 1, "is_guest_login": 1, "hot": 3}  # 3 transfers
+
+
+def test_ftp_hot_counts_transfers_as_nsl_kdd_does():
+    """NSL-KDD's FTP `hot` grows with the client's command bytes at one PORT plus one transfer
+    command (about 45 bytes) per unit, and with the server's at one 200/150/226 exchange
+    (about 105 bytes): a unit is a file transfer, not a command. Failed logins with a guest
+    name (password guessing on `guest`) keep is_guest_login."""
+    hot, client, server, guest_failed = [], [], [], 0
+    for path in (data.TRAIN, data.TEST):
+        with data.open_text(path) as fh:
+            for line in fh:
+                f = line.split(",")
+                if f[2] != "ftp" or f[3] != "SF" or f[21] != "1":
+                    continue
+                if f[11] == "1" and int(f[9]) <= 40:
+                    hot.append(int(f[9]))
+                    client.append(int(f[4]))
+                    server.append(int(f[5]))
+                guest_failed += f[11] == "0"
+    for nbytes, low, high in ((client, 35, 55), (server, 80, 130)):
+        slope, _ = np.polyfit(hot, nbytes, 1)
+        assert low < slope < high and np.corrcoef(hot, nbytes)[0, 1] > 0.9
+    assert guest_failed > 90
+    rows = by_port(extract_file(SYNTHETIC / "content.pcap")[0], key="src_port")
+    assert rows[43018]["hot"] == 3 and rows[43003]["hot"] == 0  # three transfers; none
+    assert rows[43017]["is_guest_login"] == 1 and rows[43017]["logged_in"] == 0
 
 
 def test_failed_logins_are_counted_where_nsl_kdd_counts_them():
