@@ -4,10 +4,11 @@
 # with tcpdump on the server side. Every flood is bounded by a packet count. Needs root and:
 #   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox-static lftp \
 #                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass masscan \
+#                   dovecot-pop3d \
 #                   python3-scapy|pip scapy
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-OUT="$HERE/realtools"
+OUT="${OUT:-$HERE/realtools}"  # OUT=DIR ONLY="name ..." for a trial run
 WORK="$(mktemp -d /tmp/kdd-capture.XXXXXX)"
 ATK=kdd-atk
 SRV=kdd-srv
@@ -58,6 +59,12 @@ setup_accounts() {
             "$p" "$p" "$(head -c 1500 /dev/urandom | base64 -w0)" > "$WORK/www/$p.html"
     done
     seq 1 40 | sed 's/^/guess/' > "$WORK/words.txt"
+    mkdir -p /srv/mail/alice
+    for i in 1 2 3; do
+        printf 'From bob@example.test Mon Nov 23 10:0%s:00 2026\nFrom: bob@example.test\nTo: alice@example.test\nSubject: minutes %s\n\n%s\n\n' \
+            "$i" "$i" "$(head -c 3000 /dev/urandom | base64 -w 76)"
+    done > /srv/mail/alice/inbox
+    chown -R alice: /srv/mail/alice
 }
 
 start_servers() {
@@ -101,6 +108,27 @@ EOF
     mkdir -p /run/sshd
     ip netns exec $SRV /usr/sbin/sshd -D -h "$WORK/ssh_host_key" -o ListenAddress=$S \
         -o PasswordAuthentication=yes -o PidFile="$WORK/sshd.pid" & echo $! > "$WORK/sshd.pid"
+    mkdir -p /run/kdd-dovecot
+    echo "alice:{PLAIN}wonderland-7" > "$WORK/dovecot.users"
+    chmod 644 "$WORK/dovecot.users"; chmod 711 "$WORK"
+    cat > "$WORK/dovecot.conf" <<EOF
+base_dir = /run/kdd-dovecot
+protocols = pop3
+listen = $S
+ssl = no
+disable_plaintext_auth = no
+log_path = $WORK/dovecot.log
+mail_location = mbox:/srv/mail/%u:INBOX=/srv/mail/%u/inbox
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $WORK/dovecot.users
+}
+userdb {
+  driver = static
+  args = uid=alice gid=alice home=/srv/mail/%u
+}
+EOF
+    ip netns exec $SRV dovecot -F -c "$WORK/dovecot.conf" & echo $! > "$WORK/dovecot.pid"
     sleep 2
 }
 
@@ -142,6 +170,11 @@ normal_ssh() { for i in 1 2 3; do
     in_atk sshpass -p wonderland-7 scp $SSH_OPTS alice@$S:/srv/ftp/pub/release.tar.gz "$WORK/s$i"
     printf 'ls /srv/ftp/pub\nsleep 1\nexit\n' | in_atk sshpass -p wonderland-7 ssh -tt $SSH_OPTS alice@$S >/dev/null
     sleep 1; done; }
+normal_pop3() { for i in 1 2 3; do
+    in_atk curl -s -o /dev/null "pop3://alice:wonderland-7@$S/"
+    in_atk curl -s -o /dev/null "pop3://alice:wonderland-7@$S/$i"
+    sleep 1; done; }
+pop3_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 4 -W 1 -f "pop3://$S" >/dev/null 2>&1; }
 ssh_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 4 -W 1 -f "ssh://$S" >/dev/null 2>&1; }
 syn_flood() { in_atk hping3 -S --rand-source -p 80 -i u40 -c 20000 $S 2>/dev/null; }
 syn_flood_one_source() { in_atk hping3 -S -p 80 -i u40 -c 5000 $S 2>/dev/null; }
@@ -181,6 +214,8 @@ capture normal_ssh normal_ssh
 capture ftp_guess ftp_guess
 capture ssh_guess ssh_guess
 capture telnet_guess telnet_guess
+capture normal_pop3 normal_pop3
+capture pop3_guess pop3_guess
 capture scan_connect nmap_scan -sT -p 1-1000
 capture scan_fin nmap_scan -sF --top-ports 500
 capture scan_xmas nmap_scan -sX --top-ports 500
