@@ -373,8 +373,8 @@ class FtpAnalyzer(Analyzer):
 
 
 class ServerAnsweredAnalyzer(Analyzer):
-    """POP3 and SSH: logged in once the server has sent anything (its greeting or banner), as
-    NSL-KDD reads them, failed password or not (docs/features.md)."""
+    """POP3, SSH and DNS over TCP: logged in once the server has sent anything (a greeting, a
+    banner, an answer), as NSL-KDD reads them, failed password or not (docs/features.md)."""
 
     def data(self, from_orig: bool, payload: bytes) -> bool:
         if not from_orig and payload:
@@ -496,7 +496,7 @@ ANALYZERS: dict[str, type[Analyzer]] = {
     "shell": RshAnalyzer, "exec": RshAnalyzer,
     "ftp": FtpAnalyzer,
     "pop_3": ServerAnsweredAnalyzer, "pop_2": ServerAnsweredAnalyzer, "ssh": ServerAnsweredAnalyzer,
-    "imap4": ImapAnalyzer,
+    "domain": ServerAnsweredAnalyzer, "imap4": ImapAnalyzer,
     "smtp": SmtpAnalyzer,
     "http": HttpAnalyzer, "http_8001": HttpAnalyzer, "http_2784": HttpAnalyzer,
     "http_443": TlsAnalyzer,

@@ -289,8 +289,9 @@ def http_session(path: bytes, port: int, t: float) -> list:
 
 
 def refused_logins() -> list:
-    """Logins refused by HTTP, SMTP and IMAP, an IMAP login, an SSH banner exchange and a POP3
-    greeting the client resets: what NSL-KDD counts as failed or logged in there."""
+    """Logins refused by HTTP, SMTP and IMAP, an IMAP login, an SSH banner exchange, a POP3
+    greeting the client resets, FTP guesses and downloads, a zone transfer over TCP: what
+    NSL-KDD counts as failed or logged in there."""
     pkts = dialog(43011, 200.0, 80, [
         ("client", b"GET /private/ HTTP/1.1\r\nHost: www.example.org\r\n"
                    b"Authorization: Basic Ym9iOnNlY3JldA==\r\n\r\n"),
@@ -310,7 +311,11 @@ def refused_logins() -> list:
     s.handshake()
     s.server(b"+OK POP3 ready\r\n")
     s.rst_client()
-    return pkts + s.packets + ftp_session(b"guest", False, 43017, 320.0) + anonymous_downloads()
+    pkts += s.packets + ftp_session(b"guest", False, 43017, 320.0) + anonymous_downloads()
+    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03org\x00\x00\xfc\x00\x01"
+    answer = query[:2] + b"\x84\x00\x00\x01\x00\x00\x00\x00\x00\x00" + query[12:]
+    return pkts + dialog(43019, 360.0, 53, [("client", len(query).to_bytes(2, "big") + query),
+                                            ("server", len(answer).to_bytes(2, "big") + answer)])
 
 
 def anonymous_downloads() -> list:
@@ -328,7 +333,7 @@ def anonymous_downloads() -> list:
 
 
 def content_capture() -> list:
-    """Cleartext sessions, 20 s apart, client ports 43001-43018 in this order."""
+    """Cleartext sessions, 20 s apart, client ports 43001-43019 in this order."""
     pkts = []
     pkts += telnet_session(True, 43001, 0.0)
     pkts += telnet_session(False, 43002, 20.0)

@@ -220,6 +220,7 @@ def test_content_features():
     assert content(rows[43016]) == {"logged_in": 1}                # POP3 greeting, then reset
     assert content(rows[43017]) == {"num_failed_logins": 1, "is_guest_login": 1}  # USER guest
     assert content(rows[43018]) == {"logged_in": 1, "is_guest_login": 1, "hot": 3}  # 3 transfers
+    assert content(rows[43019]) == {"logged_in": 1}                # DNS over TCP: answered
 
 
 def test_ftp_hot_counts_transfers_as_nsl_kdd_does():
@@ -250,8 +251,8 @@ def test_ftp_hot_counts_transfers_as_nsl_kdd_does():
 
 def test_failed_logins_are_counted_where_nsl_kdd_counts_them():
     """NSL-KDD counts failed logins on telnet and FTP rows only, and reads POP3 and SSH as
-    logged in once the server has spoken: its 750 POP3 password-guessing rows show 0 failed
-    logins and logged_in 1, its port scans that only read a POP3 greeting logged_in 1."""
+    logged in once the server has spoken (TCP DNS too): its 750 POP3 password-guessing rows show
+    0 failed logins and logged_in 1, its port scans that only read a POP3 greeting logged_in 1."""
     failed, spoke, spoke_in = set(), {}, {}
     for path in (data.TRAIN, data.TEST):
         with data.open_text(path) as fh:
@@ -259,11 +260,11 @@ def test_failed_logins_are_counted_where_nsl_kdd_counts_them():
                 f = line.split(",")
                 if float(f[10]) > 0:
                     failed.add(f[2])
-                if f[2] in ("pop_3", "ssh") and float(f[5]) > 0:
+                if f[1] == "tcp" and f[2] in ("pop_3", "ssh", "domain") and float(f[5]) > 0:
                     spoke[f[2]] = spoke.get(f[2], 0) + 1
                     spoke_in[f[2]] = spoke_in.get(f[2], 0) + int(f[11] == "1")
     assert failed == {"telnet", "ftp"}
-    assert all(spoke_in[s] / spoke[s] > 0.9 for s in ("pop_3", "ssh"))
+    assert all(spoke_in[s] / spoke[s] > 0.9 for s in ("pop_3", "ssh", "domain"))
     rows = extract_file(SYNTHETIC / "content.pcap")[0]
     counted = {r["service"] for r in rows if r["num_failed_logins"]}
     assert counted <= failed and counted == {"telnet", "ftp"}
