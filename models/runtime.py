@@ -45,6 +45,22 @@ def op_names(model_path: Path) -> list[str]:
     return sorted({op["op_name"] for op in interp._get_ops_details()})
 
 
+def predict_file(model_path: Path, x: np.ndarray) -> np.ndarray:
+    """Class probabilities of encoded rows through a model file alone, before its metadata
+    exists: how training checks an export."""
+    interp = _interpreter(Path(model_path), 1)
+    inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+    probs = []
+    for i in range(0, len(x), MAX_BATCH):
+        batch = x[i:i + MAX_BATCH, :, None].astype(np.float32)
+        interp.resize_tensor_input(inp, list(batch.shape))
+        interp.allocate_tensors()
+        interp.set_tensor(inp, batch)
+        interp.invoke()
+        probs.append(interp.get_tensor(out).copy())
+    return np.concatenate(probs)
+
+
 class Classifier:
     """Encodes feature rows and runs them through the int8 model in batches."""
 

@@ -30,7 +30,8 @@ def _train(args) -> int:
     return train_and_report(epochs=args.epochs, seed=args.seed, out_dir=Path(args.out),
                             subset=args.subset, with_report=not args.no_report,
                             cold_start_fraction=args.cold_start_fraction,
-                            echo_twins=args.echo_twins)
+                            echo_twins=args.echo_twins,
+                            calibration_samples=args.calibration_samples)
 
 
 def _evaluate(args) -> int:
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--echo-twins", action=argparse.BooleanOptionalAction, default=True,
                    help="add fragmented ICMP echo rows again as the other echo type "
                         "(models.train.with_echo_twins; the shipped model uses them)")
+    t.add_argument("--calibration-samples", type=int, default=5,
+                   help="int8 calibration samples tried; the one agreeing most with the float "
+                        "model on validation and column-shuffled rows is kept "
+                        "(models.train.choose_calibration)")
     t.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "models"))
     t.add_argument("--subset", type=int, help="train on this many rows (smoke tests)")
     t.add_argument("--no-report", action="store_true", help="skip baselines and the report")

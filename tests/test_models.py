@@ -149,7 +149,7 @@ def test_training_smoke_run_converts_and_loads(tmp_path):
     pytest.importorskip("tensorflow")
     out = subprocess.run([sys.executable, "-m", "sensor.cli", "train", "--epochs", "2",
                           "--subset", "3000", "--cold-start-fraction", "0.1", "--echo-twins",
-                          "--no-report",
+                          "--calibration-samples", "2", "--no-report",
                           "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -160,6 +160,12 @@ def test_training_smoke_run_converts_and_loads(tmp_path):
     assert 400 < training["cold_start_rows"] < 700 and training["cold_start_fraction"] == 0.1
     # the subset holds 3000 * 198 / 125973 pod rows: about 4, 90% of them in the training part
     assert 1 <= training["echo_twin_rows"] <= 10
+    # two calibration samples tried on validation plus 5,000 column-shuffled rows; the kept
+    # one agrees best with the float model
+    calibration = training["calibration"]
+    assert calibration["samples"] == 2 and 5290 <= calibration["check_rows"] <= 5310
+    agreement = calibration["agreement"]
+    assert calibration["chosen_seed"] == 1 + agreement.index(max(agreement))
     clf = Classifier(tmp_path / "kdd_cnn_lstm.tflite")
     assert clf.predict(data.read_rows(data.TEST21).features[:64]).shape == (64, 5)
     assert not [op for op in op_names(tmp_path / "kdd_cnn_lstm.tflite")
