@@ -993,6 +993,31 @@ static int set_time(Kernel *k, double ts) {
     return 0;
 }
 
+/* The earliest time an open connection's timeout falls due; INFINITY with none open. */
+static double next_due(const Kernel *k) {
+    double due = INFINITY;
+    for (int q = 0; q < N_QUEUES; q++) {
+        const Conn *c = k->queues[q].head;
+        if (c && c->last + k->timeout[q] < due) due = c->last + k->timeout[q];
+    }
+    return due;
+}
+
+/* Timeouts that fall due before ts expire at their due time (on the sweep interval), as a
+ * live sensor's clock expires them, not when the next packet happens to come: after a short
+ * flood and then silence, a replay decides (and keys the windows) when a live sensor would.
+ * Each pass moves the clock at least one sweep interval, so a gap costs at most one pass per
+ * due time. */
+static int expire_due_before(Kernel *k, double ts) {
+    while (ts > k->next_sweep) {
+        double at = fmax(next_due(k), k->next_sweep);
+        if (at >= ts) break;
+        k->now = at;
+        if (sweep(k, at) < 0) return -1;
+    }
+    return 0;
+}
+
 static int evict_oldest(Kernel *k) {
     Conn *oldest = NULL;
     for (int q = 0; q < N_QUEUES; q++) {
@@ -1371,6 +1396,7 @@ static int datagram(Kernel *k, double ts, const Datagram *d, int wrong, Py_ssize
 /* One frame: 0 done, 1 a fragment left in *d for the caller, -1 error. */
 static int packet(Kernel *k, double ts, int linktype, const uint8_t *f, Py_ssize_t n,
                   Datagram *d) {
+    if (ts > k->now && expire_due_before(k, ts) < 0) return -1;  /* decided before this packet */
     if (!k->packets++) k->first_ts = ts;
     k->bytes += n;
     if (set_time(k, ts) < 0) return -1;
@@ -1520,6 +1546,7 @@ static PyObject *K_advance(Kernel *k, PyObject *arg) {
     double now = PyFloat_AsDouble(arg);
     if (PyErr_Occurred()) return NULL;
     if (now > k->now) {
+        if (expire_due_before(k, now) < 0) return NULL;
         k->now = now;
         if (sweep(k, now) < 0) return NULL;
     }

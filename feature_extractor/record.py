@@ -65,7 +65,8 @@ class ConnectionRecord:
     """One finished connection (or ICMP message) with its 41 features.
 
     `src_*` is the originator. For ICMP, ports hold the type (src) and code (dst), as Zeek does.
-    `emit_ts` is the packet time at which the record was decided, used for detection latency.
+    `emit_ts` is the capture time at which the record was decided (its packet's, or a timeout's
+    due time), used for detection latency.
     """
 
     ts: float

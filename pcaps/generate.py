@@ -196,7 +196,7 @@ def windows_capture() -> list:
     rej.syn()
     rej.rst_server()
     pkts += rej.packets
-    s0 = Session(CLIENT2, 45001, SERVER, 81, t=3.2)
+    s0 = Session(CLIENT2, 45001, SERVER, 81, t=3.3)
     s0.syn()
     pkts += s0.packets
     pkts.append(echo(CLIENT, SERVER, 4.5))

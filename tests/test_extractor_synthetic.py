@@ -141,7 +141,8 @@ def test_two_second_and_host_windows():
     rows, _ = extract_file(SYNTHETIC / "windows.pcap")
     t = {round(r["ts"] - rows[0]["ts"], 1): r for r in rows}
     # Echo requests to S(erver) at 0.0, 0.5, 2.2, 2.6, 4.5 and to O(ther) at 1.0; a REJ to S:80
-    # at 3.0 and a lone SYN to S:81 at 3.2 (both finished at 4.5, when the next packet moves time).
+    # at 3.0 (RST at 3.01) and a lone SYN to S:81 at 3.3, finished when their 1 s timeouts fall
+    # due (4.01 and 4.3), as a live sensor's clock finishes them, not at the next packet (4.5).
     assert (t[0.0]["count"], t[0.0]["srv_count"]) == (1, 1)   # counts itself
     assert (t[0.5]["count"], t[0.5]["srv_count"]) == (2, 2)
     o = t[1.0]
@@ -150,12 +151,17 @@ def test_two_second_and_host_windows():
     assert (t[2.2]["count"], t[2.2]["srv_count"]) == (2, 3)    # 0.0 evicted (older than 2 s)
     assert (t[2.6]["count"], t[2.6]["srv_count"]) == (2, 3)    # 0.5 evicted too
     rej = t[3.0]
-    assert (rej["flag"], rej["service"], rej["count"], rej["srv_count"]) == ("REJ", "http", 2, 1)
-    assert (rej["rerror_rate"], rej["srv_rerror_rate"], rej["same_srv_rate"]) == (0.5, 1.0, 0.5)
-    assert rej["diff_srv_rate"] == 1.0  # two services in a window of 2: 2/2, as in NSL-KDD
-    s0 = t[3.2]
+    assert rej["emit_ts"] - rows[0]["ts"] == pytest.approx(4.01)
+    # In the 2 s before 4.01: echoes 2.2 and 2.6, itself.
+    assert (rej["flag"], rej["service"], rej["count"], rej["srv_count"]) == ("REJ", "http", 3, 1)
+    assert (rej["rerror_rate"], rej["srv_rerror_rate"]) == (pytest.approx(1 / 3), 1.0)
+    assert rej["same_srv_rate"] == pytest.approx(1 / 3)
+    assert rej["diff_srv_rate"] == pytest.approx(2 / 3)  # echo and http: 2 services in 3
+    s0 = t[3.3]
+    # In the 2 s before 4.3: echo 2.6, the REJ, itself.
     assert (s0["flag"], s0["service"], s0["count"]) == ("S0", "private", 3)
     assert s0["serror_rate"] == pytest.approx(1 / 3) and s0["rerror_rate"] == pytest.approx(1 / 3)
+    assert s0["diff_srv_rate"] == 1.0  # echo, http, port 81
     last = t[4.5]
     # In the 2 s before 4.5: echo 2.6, REJ, S0, itself -> 4 to S, 2 of them echoes.
     assert (last["count"], last["srv_count"]) == (4, 2)
