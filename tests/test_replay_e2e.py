@@ -124,7 +124,7 @@ NORMAL = [
         strict=True, reason="2 of 12 connections (the first short passive-mode transfers) "
         "come out r2l")),
     pytest.param("normal_ftp_active.pcap", REAL, marks=pytest.mark.xfail(
-        strict=True, reason="3 of 17 connections (short active-mode transfers while the "
+        strict=True, reason="2 of 17 connections (short active-mode transfers while the "
         "client's host window is young) come out r2l")),
 ]
 
