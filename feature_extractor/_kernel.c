@@ -1396,7 +1396,7 @@ static int datagram(Kernel *k, double ts, const Datagram *d, int wrong, Py_ssize
 /* One frame: 0 done, 1 a fragment left in *d for the caller, -1 error. */
 static int packet(Kernel *k, double ts, int linktype, const uint8_t *f, Py_ssize_t n,
                   Datagram *d) {
-    if (ts > k->now && expire_due_before(k, ts) < 0) return -1;  /* decided before this packet */
+    if (expire_due_before(k, ts) < 0) return -1;  /* decided before this packet */
     if (!k->packets++) k->first_ts = ts;
     k->bytes += n;
     if (set_time(k, ts) < 0) return -1;

@@ -315,9 +315,9 @@ def _port_argument(verb: bytes, arg: bytes) -> tuple[bytes, int] | None:
     return None
 
 
-# FTP commands that move a file or a listing over a data connection: each is one `hot`, as in
-# NSL-KDD's FTP rows (docs/features.md).
-FTP_TRANSFERS = frozenset((b"RETR", b"STOR", b"STOU", b"APPE", b"LIST", b"NLST", b"MLSD"))
+# FTP commands that are one `hot` each: SITE, and those that move a file or a listing over a
+# data connection, as NSL-KDD's FTP rows count them (docs/features.md).
+FTP_HOT_VERBS = frozenset((b"SITE", b"RETR", b"STOR", b"STOU", b"APPE", b"LIST", b"NLST", b"MLSD"))
 
 
 class FtpAnalyzer(Analyzer):
@@ -337,15 +337,13 @@ class FtpAnalyzer(Analyzer):
         if from_orig:
             verb, _, arg = line.strip().partition(b" ")
             verb = verb.upper()
-            if verb in FTP_TRANSFERS:
+            if verb in FTP_HOT_VERBS:
                 self.f.hot += 1
             if verb == b"USER":
                 self.user = arg.strip().lower()
                 self.f.is_guest_login = int(self.user in GUEST_LOGINS)
             elif verb in (b"STOR", b"STOU", b"APPE", b"MKD", b"XMKD"):
                 self.f.num_file_creations += 1
-            elif verb == b"SITE":
-                self.f.hot += 1
             elif verb in (b"PORT", b"EPRT"):
                 endpoint = _port_argument(verb, arg.strip())
                 if endpoint is not None:

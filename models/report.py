@@ -177,10 +177,8 @@ def _roc_png(y: np.ndarray, probs: np.ndarray, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def _calibration_text(calibration: dict | None) -> str:
+def _calibration_text(calibration: dict) -> str:
     """How the int8 calibration sample was chosen, from the training metadata."""
-    if not calibration:
-        return "The calibration sample is 5,000 random training rows."
     agreement = ", ".join(_pct(a) for a in calibration["agreement"])
     return (f"The calibration sample is whichever of {calibration['samples']} seeded samples "
             f"of {calibration['rows']:,} training rows gives the int8 model that agrees most "
@@ -268,7 +266,7 @@ def _markdown(meta: dict, results: dict, speed: dict, ops: list[str]) -> str:
         f"int8 versus float on KDDTest+: accuracy delta {100 * delta:+.2f} points, the two agree "
         f"on {_pct(official['int8_float_agreement'])} of rows. On the validation split of "
         f"KDDTrain+ they agree on {_pct(results['validation_int8_float_agreement'])} of rows. "
-        f"{_calibration_text(meta['training'].get('calibration'))} "
+        f"{_calibration_text(meta['training']['calibration'])} "
         "Which rows calibrate decides how int8 rounds inputs unlike training, and KDDTest+ "
         "is full of them (attacks never seen in training, near the decision boundaries): "
         "model 1.1.0, the same float weights as 1.1.1 with the first of those samples, was "

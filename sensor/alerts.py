@@ -73,6 +73,7 @@ class Alert:
     model_version: str
     pcap_filename: str | None = None
     pcap_cnt: int | None = None
+
     @computed_once
     def flow_key(self) -> bytes:
         """Computed when a sink first asks: an alert held back by a threshold never needs it."""

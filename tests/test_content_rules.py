@@ -92,7 +92,8 @@ def test_active_mode_commands_announce_the_clients_endpoint(command, endpoint):
 
 @pytest.mark.parametrize("line", [
     b"USER root", b"STOR x", b"stou", b"APPE y", b"MKD d", b"XMKD d", b"SITE CHMOD 777 f",
-    b"RETR /etc/passwd", b"CWD /bin", b"RETR .rhosts", b"PORT 10,200,0,1,128,7",
+    b"RETR /etc/passwd", b"CWD /bin", b"RETR .rhosts", b"PORT 10,200,0,1,128,7", b"RETR notes",
+    b"LIST", b"nlst", b"MLSD pub",
     b"EPRT |1|10.200.0.1|32775|"])
 def test_every_ftp_command_the_analyzer_acts_on_holds_a_needle(line):
     """The kernel hands the FTP analyzer only client lines holding a needle."""

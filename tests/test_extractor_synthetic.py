@@ -6,6 +6,7 @@ generator writes; the comment says why.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 import numpy as np
@@ -229,23 +230,30 @@ def test_content_features():
     assert content(rows[43019]) == {"logged_in": 1}                # DNS over TCP: answered
 
 
+@functools.cache
+def _nsl_kdd_rows() -> list[list[str]]:
+    """Every row of KDDTrain+ and KDDTest+, split into its fields."""
+    rows = []
+    for path in (data.TRAIN, data.TEST):
+        with data.open_text(path) as fh:
+            rows += [line.split(",") for line in fh]
+    return rows
+
+
 def test_ftp_hot_counts_transfers_as_nsl_kdd_does():
     """NSL-KDD's FTP `hot` grows with the client's command bytes at one PORT plus one transfer
     command (about 45 bytes) per unit, and with the server's at one 200/150/226 exchange
     (about 105 bytes): a unit is a file transfer, not a command. Failed logins with a guest
     name (password guessing on `guest`) keep is_guest_login."""
     hot, client, server, guest_failed = [], [], [], 0
-    for path in (data.TRAIN, data.TEST):
-        with data.open_text(path) as fh:
-            for line in fh:
-                f = line.split(",")
-                if f[2] != "ftp" or f[3] != "SF" or f[21] != "1":
-                    continue
-                if f[11] == "1" and int(f[9]) <= 40:
-                    hot.append(int(f[9]))
-                    client.append(int(f[4]))
-                    server.append(int(f[5]))
-                guest_failed += f[11] == "0"
+    for f in _nsl_kdd_rows():
+        if f[2] != "ftp" or f[3] != "SF" or f[21] != "1":
+            continue
+        if f[11] == "1" and int(f[9]) <= 40:
+            hot.append(int(f[9]))
+            client.append(int(f[4]))
+            server.append(int(f[5]))
+        guest_failed += f[11] == "0"
     for nbytes, low, high in ((client, 35, 55), (server, 80, 130)):
         slope, _ = np.polyfit(hot, nbytes, 1)
         assert low < slope < high and np.corrcoef(hot, nbytes)[0, 1] > 0.9
@@ -260,15 +268,12 @@ def test_failed_logins_are_counted_where_nsl_kdd_counts_them():
     logged in once the server has spoken (TCP DNS too): its 750 POP3 password-guessing rows show
     0 failed logins and logged_in 1, its port scans that only read a POP3 greeting logged_in 1."""
     failed, spoke, spoke_in = set(), {}, {}
-    for path in (data.TRAIN, data.TEST):
-        with data.open_text(path) as fh:
-            for line in fh:
-                f = line.split(",")
-                if float(f[10]) > 0:
-                    failed.add(f[2])
-                if f[1] == "tcp" and f[2] in ("pop_3", "ssh", "domain") and float(f[5]) > 0:
-                    spoke[f[2]] = spoke.get(f[2], 0) + 1
-                    spoke_in[f[2]] = spoke_in.get(f[2], 0) + int(f[11] == "1")
+    for f in _nsl_kdd_rows():
+        if float(f[10]) > 0:
+            failed.add(f[2])
+        if f[1] == "tcp" and f[2] in ("pop_3", "ssh", "domain") and float(f[5]) > 0:
+            spoke[f[2]] = spoke.get(f[2], 0) + 1
+            spoke_in[f[2]] = spoke_in.get(f[2], 0) + int(f[11] == "1")
     assert failed == {"telnet", "ftp"}
     assert all(spoke_in[s] / spoke[s] > 0.9 for s in ("pop_3", "ssh", "domain"))
     rows = extract_file(SYNTHETIC / "content.pcap")[0]
