@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +77,7 @@ ATTACKS = [
     ("scan_ack.pcap", "probe", None),
     ("scan_udp.pcap", "probe", None),      # nmap -sU over the top 100 ports
     ("scan_os.pcap", "probe", None),       # nmap -O
+    ("scan_version.pcap", "probe", None),  # nmap -sV over the top 50 ports (service probes)
     pytest.param("udp_flood.pcap", "dos", None, marks=pytest.mark.xfail(
         strict=True, reason="NSL-KDD's training data has no UDP flood: of hping3's 5,000 "
         "datagrams to udp/53, 4,913 are classed probe, 87 normal")),
@@ -93,12 +95,20 @@ ATTACKS = [
         strict=True, reason="KDDTrain+ has no POP3 password guessing; NSL-KDD's own 750 (in "
         "KDDTest+ only) read as logged in with no failed login, as hydra's 5 connections to "
         "Dovecot do here, and the model classes both normal")),
+    pytest.param(PUBLIC / "zeek_ftp_bruteforce.pcap", "r2l", "21", marks=pytest.mark.xfail(
+        strict=True, reason="one failed login of a regular user per connection: KDDTrain+'s "
+        "28 FTP rows like that are all normal (its FTP guessing, in KDDTest+ only, tries the "
+        "guest account), and so are these 30"), id="zeek_ftp_bruteforce.pcap"),
+    pytest.param("slowloris.pcap", "dos", "80", marks=pytest.mark.xfail(
+        strict=True, reason="slowhttptest's 100 half-sent requests are http SF records of "
+        "~20 s with no answer; KDDTrain+ has 3 such rows and no slow HTTP DoS (apache2 is "
+        "in KDDTest+ only): all classed normal")),
 ]
 
 
 @pytest.mark.parametrize("name, cls, port", ATTACKS)
 def test_attack_capture_alerts_its_class(rsyslog, tmp_path, name, cls, port):
-    result = replay(REAL / name, rsyslog, tmp_path)
+    result = replay(name if isinstance(name, Path) else REAL / name, rsyslog, tmp_path)
     classes = syslog_classes(result["syslog"])
     assert classes[cls] > 0, f"no {cls} alert; got {dict(classes)}"
     assert len(result["syslog"]) == len(result["eve"])  # every alert reached rsyslog
