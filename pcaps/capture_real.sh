@@ -4,7 +4,7 @@
 # with tcpdump on the server side. Every flood is bounded by a packet count. Needs root and:
 #   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox-static lftp \
 #                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass masscan \
-#                   dovecot-pop3d slowhttptest \
+#                   dovecot-pop3d slowhttptest iputils-ping \
 #                   python3-scapy|pip scapy
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -189,6 +189,7 @@ port_scan() { in_atk nmap -n -Pn -sS -T4 -p 1-1000 $S >/dev/null; }
 nmap_scan() { in_atk nmap -n -Pn -T4 "$@" $S >/dev/null; }  # nmap_scan OPTIONS...
 udp_flood() { in_atk hping3 --udp -p 53 -i u100 -c 5000 $S 2>/dev/null; }
 ping_flood() { in_atk hping3 -1 -i u100 -c 5000 $S 2>/dev/null; }
+ping_f() { in_atk ping -f -c 1000 $S >/dev/null; }  # iputils' flood: 56 data bytes, as fast as answered
 slowloris() {  # slowhttptest -H: 100 connections sending a header line every 5 s, for 20 s
     in_atk timeout 40 slowhttptest -H -c 100 -r 50 -i 5 -l 20 -u "http://$S/index.html" \
         >/dev/null 2>&1; }
@@ -235,3 +236,4 @@ capture udp_flood udp_flood
 capture ping_flood ping_flood
 capture scan_version nmap_scan -sV --top-ports 50
 capture slowloris slowloris
+capture ping_f ping_f

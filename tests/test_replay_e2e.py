@@ -84,6 +84,10 @@ ATTACKS = [
     pytest.param("ping_flood.pcap", "dos", None, marks=pytest.mark.xfail(
         strict=True, reason="NSL-KDD's ICMP flood rows (smurf) are echo *replies*: an echo "
         "request flood and its replies are all classed probe")),
+    pytest.param("ping_f.pcap", "dos", None, marks=pytest.mark.xfail(
+        strict=True, reason="ping -f's echoes carry 56 data bytes, the size of a normal ping: "
+        "KDDTrain+'s 706 echo rows of 20-100 bytes are normal or satan and one has a traffic "
+        "window over 100; 1,996 of the 2,000 are classed normal")),
     ("pod.pcap", "dos", None),          # echo requests reassembling past 65,535 bytes (scapy)
     ("ftp_guess.pcap", "r2l", "21"),    # hydra against vsftpd, 3 attempts per connection
     ("telnet_guess.pcap", "r2l", "23"),  # hydra against busybox telnetd, 5 attempts per connection
