@@ -17,7 +17,9 @@ HOST_LOGINS = frozenset((b"root", b"admin", b"administrator", b"toor"))
 GUEST_LOGINS = frozenset((b"anonymous", b"ftp", b"guest"))
 
 # Command-stream indicators shared by telnet, rlogin, rsh and FTP.
-SYSTEM_DIRS = re.compile(rb"(?:^|[\s/=\"'])/(?:etc|bin|sbin|usr/bin|usr/sbin|dev|boot|lib|var/spool|root)\b")
+_SYSTEM_DIR = rb"/(?:etc|bin|sbin|usr/bin|usr/sbin|dev|boot|lib|var/spool|root)\b"
+SYSTEM_DIRS = re.compile(rb"(?:^|[\s/=\"'])" + _SYSTEM_DIR)
+ENTER_SYSTEM_DIR = re.compile(rb"^\s*(?:cd|chdir|pushd)\s+" + _SYSTEM_DIR)
 ACCESS_FILES = re.compile(rb"(?:/etc/(?:passwd|shadow|group|hosts\.equiv|sudoers)|\.rhosts|\.netrc|"
                           rb"\.ssh/|authorized_keys|\.forward|\.login|\.cshrc|\.profile|\.bashrc)")
 PROGRAM_WORK = re.compile(rb"^\s*(?:gcc|cc|make|ld|as|chmod|chown|setuid|\./\S+)\b")
@@ -159,7 +161,9 @@ def command_indicators(f: ContentFeatures, cmd: bytes, as_root: bool) -> None:
         f.num_file_creations += 1
     if ACCESS_FILES.search(cmd):
         f.num_access_files += 1
-    if SYSTEM_DIRS.search(cmd) or PROGRAM_WORK.search(cmd):
+    # Entering a system directory is hot; reading a file in one is not: NSL-KDD's normal
+    # telnet sessions that touch access files (`/etc/passwd`...) read hot 0 in 65 of 67 rows.
+    if ENTER_SYSTEM_DIR.search(cmd) or PROGRAM_WORK.search(cmd):
         f.hot += 1
     if as_root:
         f.num_root += 1

@@ -170,6 +170,9 @@ normal_ssh() { for i in 1 2 3; do
     in_atk sshpass -p wonderland-7 scp $SSH_OPTS alice@$S:/srv/ftp/pub/release.tar.gz "$WORK/s$i"
     printf 'ls /srv/ftp/pub\nsleep 1\nexit\n' | in_atk sshpass -p wonderland-7 ssh -tt $SSH_OPTS alice@$S >/dev/null
     sleep 1; done; }
+normal_telnet() { for i in 1 2 3; do
+    in_atk "$PY" "$HERE/telnet_session.py" $S alice wonderland-7 "ls -la" "cat /etc/hostname" \
+        "ps" "df" "uptime"; sleep 1; done; }
 normal_pop3() { for i in 1 2 3; do
     in_atk curl -s -o /dev/null "pop3://alice:wonderland-7@$S/"
     in_atk curl -s -o /dev/null "pop3://alice:wonderland-7@$S/$i"
@@ -223,6 +226,7 @@ capture ftp_guess ftp_guess
 capture ssh_guess ssh_guess
 capture telnet_guess telnet_guess
 capture normal_pop3 normal_pop3
+capture normal_telnet normal_telnet
 capture scan_filtered scan_filtered
 capture pop3_guess pop3_guess
 capture scan_connect nmap_scan -sT -p 1-1000

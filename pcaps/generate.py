@@ -223,7 +223,7 @@ def telnet_session(success: bool, port: int, t: float) -> list:
         s.fin_both()
         return s.packets
     s.server(b"\r\nLast login: Mon Nov 23 10:00:00 on pts/0\r\nalice@host:~$ ")
-    for line in (b"touch notes.txt\r", b"cat /etc/passwd\r", b"su -\r"):
+    for line in (b"touch notes.txt\r", b"cat /etc/passwd\r", b"cd /etc\r", b"su -\r"):
         s.client(line)
         s.server(line[:-1] + b"\r\nalice@host:~$ ")
     s.server(b"Password: ")

@@ -201,11 +201,11 @@ def content(row: dict) -> dict:
 
 def test_content_features():
     rows = by_port(extract_file(SYNTHETIC / "content.pcap")[0], key="src_port")
-    # telnet: login as alice, `touch notes.txt` (file creation), `cat /etc/passwd` (access file,
-    # system directory: hot), `su -` (su attempt), root prompt (root shell), `/bin/sh` as root
-    # (a shell, a system directory: hot, a root command), `exit` as root (a root command).
+    # telnet: login as alice, `touch notes.txt` (file creation), `cat /etc/passwd` (access file),
+    # `cd /etc` (entering a system directory: hot), `su -` (su attempt), root prompt (root
+    # shell), `/bin/sh` as root (a shell, a root command), `exit` as root (a root command).
     assert content(rows[43001]) == {"logged_in": 1, "num_file_creations": 1,
-                                    "num_access_files": 1, "hot": 2, "su_attempted": 1,
+                                    "num_access_files": 1, "hot": 1, "su_attempted": 1,
                                     "root_shell": 1, "num_shells": 1, "num_root": 2}
     assert content(rows[43002]) == {"num_failed_logins": 1}        # "Login incorrect"
     assert content(rows[43003]) == {"logged_in": 1, "is_guest_login": 1}  # anonymous, 230
@@ -261,6 +261,17 @@ def test_ftp_hot_counts_transfers_as_nsl_kdd_does():
     rows = by_port(extract_file(SYNTHETIC / "content.pcap")[0], key="src_port")
     assert rows[43018]["hot"] == 3 and rows[43003]["hot"] == 0  # three transfers; none
     assert rows[43017]["is_guest_login"] == 1 and rows[43017]["logged_in"] == 0
+
+
+def test_reading_a_system_file_is_not_hot_as_in_nsl_kdd():
+    """NSL-KDD's normal logged-in telnet sessions that touch an access file (`/etc/passwd`,
+    `.rhosts`...) almost never count a hot indicator, so a path in a system directory is not
+    one; entering the directory is (session 43001: `cat /etc/passwd`, then `cd /etc`)."""
+    touched = [int(f[9]) for f in _nsl_kdd_rows()
+               if f[2] == "telnet" and f[11] == "1" and f[41] == "normal" and int(f[18]) > 0]
+    assert len(touched) > 50 and sum(h == 0 for h in touched) / len(touched) > 0.95
+    row = by_port(extract_file(SYNTHETIC / "content.pcap")[0], key="src_port")[43001]
+    assert row["num_access_files"] == 1 and row["hot"] == 1
 
 
 def test_failed_logins_are_counted_where_nsl_kdd_counts_them():

@@ -129,6 +129,7 @@ NORMAL = [
     ("normal_smtp.pcap", REAL),     # swaks against OpenSMTPD
     ("normal_ssh.pcap", REAL),      # OpenSSH: commands, scp of 200 kB, an interactive shell
     ("normal_pop3.pcap", REAL),     # curl listing and fetching mail from Dovecot
+    ("normal_telnet.pcap", REAL),   # a user logs in to busybox telnetd, runs 5 commands, leaves
     ("zeek_http_get.pcap", PUBLIC),
     pytest.param("zeek_wikipedia.pcap", PUBLIC, marks=pytest.mark.xfail(
         strict=True, reason="1 of 34 connections comes out probe: a NetBIOS name broadcast "
