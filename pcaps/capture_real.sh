@@ -161,6 +161,12 @@ normal_smtp() { for i in 1 2 3 4 5; do
 normal_ftp() { for i in 1 2 3; do
     in_atk lftp -e "set ftp:passive-mode on; ls pub; get pub/README -o $WORK/r$i; get pub/release.tar.gz -o $WORK/t$i; bye" \
         -u anonymous,guest@example.test ftp://$S >/dev/null; sleep 1; done; }
+normal_ftp_user() { for i in 1 2 3; do  # a regular account: list, upload, download, list
+    echo "notes $i" > "$WORK/up$i.txt"
+    in_atk lftp -e "set ftp:passive-mode on; ls; put $WORK/up$i.txt -o up$i.txt; get up$i.txt -o $WORK/down$i; ls; bye" \
+        -u alice,wonderland-7 ftp://$S >/dev/null; sleep 1; done; }
+normal_dns_tcp() { for n in www mail ftp; do
+    in_atk dig +tcp +short @$S "$n.example.test" A >/dev/null; sleep 0.3; done; }
 normal_ftp_active() { for i in 1 2 3; do
     in_atk lftp -e "set ftp:passive-mode off; ls pub; get pub/README -o $WORK/r$i; get pub/release.tar.gz -o $WORK/t$i; bye" \
         -u anonymous,guest@example.test ftp://$S >/dev/null; sleep 1; done; }
@@ -212,6 +218,8 @@ capture normal_dns normal_dns
 capture normal_smtp normal_smtp
 capture normal_ftp normal_ftp
 capture normal_ftp_active normal_ftp_active
+capture normal_ftp_user normal_ftp_user
+capture normal_dns_tcp normal_dns_tcp
 capture synflood syn_flood
 capture synflood_one_source syn_flood_one_source
 capture portscan port_scan

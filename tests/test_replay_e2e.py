@@ -138,6 +138,17 @@ NORMAL = [
     pytest.param("normal_ftp.pcap", REAL, marks=pytest.mark.xfail(
         strict=True, reason="2 of 12 connections (the first short passive-mode transfers) "
         "come out r2l")),
+    pytest.param("normal_ftp_user.pcap", REAL, marks=pytest.mark.xfail(
+        strict=True, reason="a regular account's sessions (list, upload, download) come out "
+        "u2r: KDDTrain+ holds 4 logged-in non-guest FTP sessions that are normal and 3 "
+        "attacks (buffer_overflow, loadmodule, rootkit), and the upload (a file creation) "
+        "with lftp's SITE UTIME (hot) looks like the attacks; their first passive transfers "
+        "come out r2l (the cold start)")),
+    pytest.param("normal_dns_tcp.pcap", REAL, marks=pytest.mark.xfail(
+        strict=True, reason="2 of 3 dig +tcp queries come out r2l: KDDTrain+'s 34 normal TCP "
+        "DNS rows are ~490-byte answers from a busy server (host window 255), and a first "
+        "small query to a cold server is far from them; a RandomForest on the same "
+        "encoding says normal")),
     pytest.param("normal_ftp_active.pcap", REAL, marks=pytest.mark.xfail(
         strict=True, reason="2 of 17 connections (short active-mode transfers while the "
         "client's host window is young) come out r2l")),
