@@ -4,7 +4,7 @@
 # with tcpdump on the server side. Every flood is bounded by a packet count. Needs root and:
 #   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox-static lftp \
 #                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass masscan \
-#                   dovecot-pop3d slowhttptest iputils-ping \
+#                   dovecot-pop3d dovecot-imapd slowhttptest iputils-ping \
 #                   python3-scapy|pip scapy
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -113,7 +113,7 @@ EOF
     chmod 644 "$WORK/dovecot.users"; chmod 711 "$WORK"
     cat > "$WORK/dovecot.conf" <<EOF
 base_dir = /run/kdd-dovecot
-protocols = pop3
+protocols = pop3 imap
 listen = $S
 ssl = no
 disable_plaintext_auth = no
@@ -183,6 +183,11 @@ normal_pop3() { for i in 1 2 3; do
     in_atk curl -s -o /dev/null "pop3://alice:wonderland-7@$S/"
     in_atk curl -s -o /dev/null "pop3://alice:wonderland-7@$S/$i"
     sleep 1; done; }
+normal_imap() { for i in 1 2 3; do
+    in_atk curl -s -o /dev/null "imap://alice:wonderland-7@$S/INBOX"
+    in_atk curl -s -o /dev/null "imap://alice:wonderland-7@$S/INBOX;UID=$i"
+    sleep 1; done; }
+imap_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 4 -W 1 -f "imap://$S" >/dev/null 2>&1; }
 pop3_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 4 -W 1 -f "pop3://$S" >/dev/null 2>&1; }
 scan_filtered() {  # the server's answers go nowhere: a host behind a dropping firewall
     in_srv ip route add blackhole $A/32
@@ -237,6 +242,8 @@ capture normal_pop3 normal_pop3
 capture normal_telnet normal_telnet
 capture scan_filtered scan_filtered
 capture pop3_guess pop3_guess
+capture normal_imap normal_imap
+capture imap_guess imap_guess
 capture scan_connect nmap_scan -sT -p 1-1000
 capture scan_fin nmap_scan -sF --top-ports 500
 capture scan_xmas nmap_scan -sX --top-ports 500
