@@ -86,7 +86,7 @@ ATTACKS = [
         "request flood and its replies are all classed probe")),
     pytest.param("ping_f.pcap", "dos", None, marks=pytest.mark.xfail(
         strict=True, reason="ping -f's echoes carry 56 data bytes, the size of a normal ping: "
-        "KDDTrain+'s 706 echo rows of 20-100 bytes are normal or satan and one has a traffic "
+        "KDDTrain+'s 716 echo rows of 20-100 bytes are normal or satan and one has a traffic "
         "window over 100; 1,996 of the 2,000 are classed normal")),
     ("pod.pcap", "dos", None),          # echo requests reassembling past 65,535 bytes (scapy)
     ("ftp_guess.pcap", "r2l", "21"),    # hydra against vsftpd, 3 attempts per connection
@@ -108,7 +108,8 @@ ATTACKS = [
         "guest account), and so are these 30"), id="zeek_ftp_bruteforce.pcap"),
     pytest.param("slowloris.pcap", "dos", "80", marks=pytest.mark.xfail(
         strict=True, reason="slowhttptest's 100 half-sent requests are http SF records of "
-        "~20 s with no answer; KDDTrain+ has 3 such rows and no slow HTTP DoS (apache2 is "
+        "~20 s with no answer; KDDTrain+ has 3 http SF rows with no answer and no slow HTTP "
+        "DoS (apache2 is "
         "in KDDTest+ only): all classed normal")),
 ]
 
