@@ -109,8 +109,7 @@ ATTACKS = [
     pytest.param("slowloris.pcap", "dos", "80", marks=pytest.mark.xfail(
         strict=True, reason="slowhttptest's 100 half-sent requests are http SF records of "
         "~20 s with no answer; KDDTrain+ has 3 http SF rows with no answer and no slow HTTP "
-        "DoS (apache2 is "
-        "in KDDTest+ only): all classed normal")),
+        "DoS (apache2 is in KDDTest+ only): all classed normal")),
 ]
 
 
