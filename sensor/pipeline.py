@@ -61,7 +61,7 @@ class Pipeline:
         self.connection_log = connection_log
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
-        self.cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.cache_size = cache_size
         self.host = host
         self.pcap_filename: str | None = None
@@ -133,28 +133,32 @@ class Pipeline:
             self._classify(pending[i:i + self.batch_size])
 
     def _classify(self, batch: list[ConnectionRecord]) -> None:
-        x = self.classifier.encoding.encode([r.features for r in batch])
-        keys = [row.tobytes() for row in x]
+        # Keyed by the 41 raw features, which decide the encoding: a flood's repeats skip the
+        # encoding as well as the model (encoding was a fifth of a spoofed flood's time), and
+        # repeats within one batch go to the model once.
+        keys = [tuple(r.features) for r in batch]
         probs = np.empty((len(batch), len(CLASSES)), dtype=np.float32)
-        misses = []
+        misses: dict[tuple, list[int]] = {}
         cache = self.cache
         for i, key in enumerate(keys):
             hit = cache.get(key)
             if hit is None:
-                misses.append(i)
+                misses.setdefault(key, []).append(i)
             else:
                 probs[i] = hit
         self.cache_hits += len(batch) - len(misses)
         if misses:
+            x = self.classifier.encoding.encode([batch[where[0]].features
+                                                 for where in misses.values()])
             started = time.perf_counter()
-            out = self.classifier.predict_encoded(x[misses])
+            out = self.classifier.predict_encoded(x)
             took = time.perf_counter() - started
             self.batches += 1
             self.inference_seconds += took
             self.inference_max = max(self.inference_max, took)
-            for j, i in enumerate(misses):
-                probs[i] = out[j]
-                cache[keys[i]] = out[j]
+            for (key, where), answer in zip(misses.items(), out, strict=True):
+                probs[where] = answer
+                cache[key] = answer
             while len(cache) > self.cache_size:
                 cache.popitem(last=False)
         winners = probs.argmax(axis=1).tolist()

@@ -45,7 +45,8 @@ def prometheus_text(stats: dict, capture: dict | None = None) -> str:
            [({}, stats["inference_batches"])])
     metric("inference_seconds_total", "counter", "Time spent in the model.",
            [({}, stats["inference_seconds"])])
-    metric("inference_cache_hits_total", "counter", "Connections answered from the cache.",
+    metric("inference_cache_hits_total", "counter",
+           "Connections answered without a model call of their own (cache, or a repeat).",
            [({}, stats["cache_hits"])])
     for key, value in stats.items():
         if key.startswith("sink_") and isinstance(value, dict):
