@@ -1,7 +1,7 @@
 """The sensor's data flow, one way:
 
     packets -> Extractor (decode, connections, windows) -> ConnectionRecord
-            -> batch -> Encoding -> cache / LiteRT model -> class probabilities
+            -> batch -> cache, or Encoding -> LiteRT model -> class probabilities
             -> connection log, and for attacks above their confidence:
             -> AlertFilter (thresholds, suppression) -> sinks (EVE, syslog, CEF/LEEF, journald)
 
