@@ -45,50 +45,15 @@ def op_names(model_path: Path) -> list[str]:
     return sorted({op["op_name"] for op in interp._get_ops_details()})
 
 
-def predict_file(model_path: Path, x: np.ndarray) -> np.ndarray:
-    """Class probabilities of encoded rows through a model file alone, before its metadata
-    exists: how training checks an export."""
-    interp = _interpreter(Path(model_path), 1)
-    inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
-    probs = []
-    for i in range(0, len(x), MAX_BATCH):
-        batch = x[i:i + MAX_BATCH, :, None].astype(np.float32)
-        interp.resize_tensor_input(inp, list(batch.shape))
-        interp.allocate_tensors()
-        interp.set_tensor(inp, batch)
-        interp.invoke()
-        probs.append(interp.get_tensor(out).copy())
-    return np.concatenate(probs)
+class ModelFile:
+    """The int8 model alone: encoded rows in, class probabilities out, in padded batches.
+    Training checks an export with it before the metadata exists."""
 
-
-class Classifier:
-    """Encodes feature rows and runs them through the int8 model in batches."""
-
-    def __init__(self, model_path: Path | str = DEFAULT_MODEL, threads: int = 1):
+    def __init__(self, model_path: Path | str, threads: int = 1):
         self.path = Path(model_path)
-        meta_file = metadata_path(self.path)
-        if not self.path.is_file():
-            raise ModelError(f"{self.path}: model file not found")
-        try:
-            self.metadata = json.loads(meta_file.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"{meta_file}: model metadata not found") from None
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{meta_file}: metadata is not JSON: {exc}") from None
-        if self.metadata.get("class_names") != list(CLASSES):
-            raise ModelError(f"{meta_file}: class_names do not match {list(CLASSES)}")
-        try:
-            self.encoding = Encoding.from_metadata(self.metadata.get("encoding", {}))
-        except EncodingMismatch as exc:
-            raise ModelError(f"{meta_file}: {exc}") from None
-        self.version = str(self.metadata.get("model_version", "unknown"))
         self.threads = threads
         probe = _interpreter(self.path, threads)
-        width = int(probe.get_input_details()[0]["shape"][1])
-        if width != self.encoding.width:
-            raise ModelError(f"{self.path}: model input width {width} does not match the "
-                             f"encoding's {self.encoding.width}")
-        self.width = width
+        self.width = int(probe.get_input_details()[0]["shape"][1])
         # One interpreter per power-of-two batch size: resizing reallocates every tensor.
         self._by_batch: dict[int, tuple] = {}
 
@@ -120,6 +85,33 @@ class Classifier:
     def predict_encoded_batched(self, x: np.ndarray, batch_size: int = MAX_BATCH) -> np.ndarray:
         out = [self.predict_encoded(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), dtype=np.float32)
+
+
+class Classifier(ModelFile):
+    """A model file with its metadata: encodes feature rows, refuses a mismatched model."""
+
+    def __init__(self, model_path: Path | str = DEFAULT_MODEL, threads: int = 1):
+        path = Path(model_path)
+        meta_file = metadata_path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        try:
+            self.metadata = json.loads(meta_file.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"{meta_file}: model metadata not found") from None
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{meta_file}: metadata is not JSON: {exc}") from None
+        if self.metadata.get("class_names") != list(CLASSES):
+            raise ModelError(f"{meta_file}: class_names do not match {list(CLASSES)}")
+        try:
+            self.encoding = Encoding.from_metadata(self.metadata.get("encoding", {}))
+        except EncodingMismatch as exc:
+            raise ModelError(f"{meta_file}: {exc}") from None
+        self.version = str(self.metadata.get("model_version", "unknown"))
+        super().__init__(path, threads)
+        if self.width != self.encoding.width:
+            raise ModelError(f"{self.path}: model input width {self.width} does not match the "
+                             f"encoding's {self.encoding.width}")
 
     def predict(self, rows: list[list], batch_size: int = MAX_BATCH) -> np.ndarray:
         return self.predict_encoded_batched(self.encoding.encode(rows), batch_size)

@@ -226,13 +226,14 @@ def choose_calibration(model, x_train: np.ndarray, x_check: np.ndarray, seed: in
     of training rows agrees most with the float model on x_check (validation rows plus
     column-shuffled ones): which rows calibrate decides how int8 rounds inputs unlike
     training, and no test file takes part in the choice."""
-    from models.runtime import predict_file
+    from models.runtime import ModelFile
 
     want = model.predict(x_check[:, :, None], batch_size=1024, verbose=0).argmax(axis=1)
     agreement, best, best_blob = [], -1, b""
     for k in range(candidates):
         blob = export_tflite(model, calibration_rows(x_train, seed + k), path)
-        agreement.append(float((predict_file(path, x_check).argmax(axis=1) == want).mean()))
+        got = ModelFile(path).predict_encoded_batched(x_check).argmax(axis=1)
+        agreement.append(float((got == want).mean()))
         if best < 0 or agreement[k] > agreement[best]:
             best, best_blob = k, blob
     path.write_bytes(best_blob)
