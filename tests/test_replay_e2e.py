@@ -26,6 +26,11 @@ from tests.test_alert_formats import RFC5424
 REAL = PCAPS / "realtools"
 
 
+def known(*values, reason: str, id: str | None = None):
+    """A capture the shipped model gets wrong, and the data's reason why (module docstring)."""
+    return pytest.param(*values, marks=pytest.mark.xfail(strict=True, reason=reason), id=id)
+
+
 @pytest.fixture(scope="module")
 def rsyslog(tmp_path_factory):
     server = Rsyslog(tmp_path_factory.mktemp("rsyslog"))
@@ -78,38 +83,38 @@ ATTACKS = [
     ("scan_udp.pcap", "probe", None),      # nmap -sU over the top 100 ports
     ("scan_os.pcap", "probe", None),       # nmap -O
     ("scan_version.pcap", "probe", None),  # nmap -sV over the top 50 ports (service probes)
-    pytest.param("udp_flood.pcap", "dos", None, marks=pytest.mark.xfail(
-        strict=True, reason="NSL-KDD's training data has no UDP flood: of hping3's 5,000 "
-        "datagrams to udp/53, 4,913 are classed probe, 87 normal")),
-    pytest.param("ping_flood.pcap", "dos", None, marks=pytest.mark.xfail(
-        strict=True, reason="NSL-KDD's ICMP flood rows (smurf) are echo *replies*: an echo "
-        "request flood and its replies are all classed probe")),
-    pytest.param("ping_f.pcap", "dos", None, marks=pytest.mark.xfail(
-        strict=True, reason="ping -f's echoes carry 56 data bytes, the size of a normal ping: "
+    known("udp_flood.pcap", "dos", None,
+        reason="NSL-KDD's training data has no UDP flood: of hping3's 5,000 "
+        "datagrams to udp/53, 4,913 are classed probe, 87 normal"),
+    known("ping_flood.pcap", "dos", None,
+        reason="NSL-KDD's ICMP flood rows (smurf) are echo *replies*: an echo "
+        "request flood and its replies are all classed probe"),
+    known("ping_f.pcap", "dos", None,
+        reason="ping -f's echoes carry 56 data bytes, the size of a normal ping: "
         "KDDTrain+'s 716 echo rows of 20-100 bytes are normal or satan and one has a traffic "
-        "window over 100; 1,996 of the 2,000 are classed normal")),
+        "window over 100; 1,996 of the 2,000 are classed normal"),
     ("pod.pcap", "dos", None),          # echo requests reassembling past 65,535 bytes (scapy)
     ("ftp_guess.pcap", "r2l", "21"),    # hydra against vsftpd, 3 attempts per connection
     ("telnet_guess.pcap", "r2l", "23"),  # hydra against busybox telnetd, 5 attempts per connection
-    pytest.param("ssh_guess.pcap", "r2l", "22", marks=pytest.mark.xfail(
-        strict=True, reason="KDDTrain+ has no SSH password guessing (its 311 ssh rows are "
+    known("ssh_guess.pcap", "r2l", "22",
+        reason="KDDTrain+ has no SSH password guessing (its 311 ssh rows are "
         "neptune and scans, 5 normal) and encryption hides the failed logins: hydra's 8 "
-        "connections to OpenSSH are all classed normal")),
-    pytest.param("pop3_guess.pcap", "r2l", "110", marks=pytest.mark.xfail(
-        strict=True, reason="KDDTrain+ has no POP3 password guessing; NSL-KDD's own 750 (in "
+        "connections to OpenSSH are all classed normal"),
+    known("pop3_guess.pcap", "r2l", "110",
+        reason="KDDTrain+ has no POP3 password guessing; NSL-KDD's own 750 (in "
         "KDDTest+ only) read as logged in with no failed login, as hydra's 5 connections to "
-        "Dovecot do here, and the model classes both normal")),
+        "Dovecot do here, and the model classes both normal"),
     # hydra against Dovecot IMAP: r2l, but so is a normal IMAP session (normal_imap below):
     # KDDTrain+'s few IMAP sessions are mostly the imap overflow attack.
     ("imap_guess.pcap", "r2l", "143"),
-    pytest.param(PUBLIC / "zeek_ftp_bruteforce.pcap", "r2l", "21", marks=pytest.mark.xfail(
-        strict=True, reason="one failed login of a regular user per connection: KDDTrain+'s "
+    known(PUBLIC / "zeek_ftp_bruteforce.pcap", "r2l", "21",
+        reason="one failed login of a regular user per connection: KDDTrain+'s "
         "28 FTP rows like that are all normal (its FTP guessing, in KDDTest+ only, tries the "
-        "guest account), and so are these 30"), id="zeek_ftp_bruteforce.pcap"),
-    pytest.param("slowloris.pcap", "dos", "80", marks=pytest.mark.xfail(
-        strict=True, reason="slowhttptest's 100 half-sent requests are http SF records of "
+        "guest account), and so are these 30", id="zeek_ftp_bruteforce.pcap"),
+    known("slowloris.pcap", "dos", "80",
+        reason="slowhttptest's 100 half-sent requests are http SF records of "
         "~20 s with no answer; KDDTrain+ has 3 http SF rows with no answer and no slow HTTP "
-        "DoS (apache2 is in KDDTest+ only): all classed normal")),
+        "DoS (apache2 is in KDDTest+ only): all classed normal"),
 ]
 
 
@@ -134,30 +139,30 @@ NORMAL = [
     ("normal_pop3.pcap", REAL),     # curl listing and fetching mail from Dovecot
     ("normal_telnet.pcap", REAL),   # a user logs in to busybox telnetd, runs 5 commands, leaves
     ("zeek_http_get.pcap", PUBLIC),
-    pytest.param("zeek_wikipedia.pcap", PUBLIC, marks=pytest.mark.xfail(
-        strict=True, reason="1 of 34 connections comes out probe: a NetBIOS name broadcast "
-        "(udp/137, 7 datagrams in 2.6 s)")),
+    known("zeek_wikipedia.pcap", PUBLIC,
+        reason="1 of 34 connections comes out probe: a NetBIOS name broadcast "
+        "(udp/137, 7 datagrams in 2.6 s)"),
     ("ndpi_smtp.pcap", PUBLIC),
-    pytest.param("normal_ftp.pcap", REAL, marks=pytest.mark.xfail(
-        strict=True, reason="2 of 12 connections (the first short passive-mode transfers) "
-        "come out r2l")),
-    pytest.param("normal_ftp_user.pcap", REAL, marks=pytest.mark.xfail(
-        strict=True, reason="a regular account's sessions (list, upload, download) come out "
+    known("normal_ftp.pcap", REAL,
+        reason="2 of 12 connections (the first short passive-mode transfers) "
+        "come out r2l"),
+    known("normal_ftp_user.pcap", REAL,
+        reason="a regular account's sessions (list, upload, download) come out "
         "u2r: KDDTrain+ holds 4 logged-in non-guest FTP sessions that are normal and 3 "
         "attacks (buffer_overflow, loadmodule, rootkit), and the upload (a file creation) "
         "with lftp's SITE UTIME (hot) looks like the attacks; their first passive transfers "
-        "come out r2l (the cold start)")),
-    pytest.param("normal_imap.pcap", REAL, marks=pytest.mark.xfail(
-        strict=True, reason="curl's 6 IMAP sessions come out r2l: KDDTrain+ holds 3 normal "
-        "imap4 rows against 11 of the imap attack")),
-    pytest.param("normal_dns_tcp.pcap", REAL, marks=pytest.mark.xfail(
-        strict=True, reason="2 of 3 dig +tcp queries come out r2l: KDDTrain+'s 34 normal TCP "
+        "come out r2l (the cold start)"),
+    known("normal_imap.pcap", REAL,
+        reason="curl's 6 IMAP sessions come out r2l: KDDTrain+ holds 3 normal "
+        "imap4 rows against 11 of the imap attack"),
+    known("normal_dns_tcp.pcap", REAL,
+        reason="2 of 3 dig +tcp queries come out r2l: KDDTrain+'s 34 normal TCP "
         "DNS rows are ~490-byte answers from a busy server (host window 255), and a first "
         "small query to a cold server is far from them; a RandomForest on the same "
-        "encoding says normal")),
-    pytest.param("normal_ftp_active.pcap", REAL, marks=pytest.mark.xfail(
-        strict=True, reason="2 of 17 connections (short active-mode transfers while the "
-        "client's host window is young) come out r2l")),
+        "encoding says normal"),
+    known("normal_ftp_active.pcap", REAL,
+        reason="2 of 17 connections (short active-mode transfers while the "
+        "client's host window is young) come out r2l"),
 ]
 
 
