@@ -4,7 +4,8 @@
 # with tcpdump on the server side. Every flood is bounded by a packet count. Needs root and:
 #   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox-static lftp \
 #                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass masscan \
-#                   dovecot-pop3d dovecot-imapd slowhttptest iputils-ping \
+#                   dovecot-pop3d dovecot-imapd slowhttptest iputils-ping dirb \
+#                   apache2-utils medusa ncrack \
 #                   python3-scapy|pip scapy
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -58,6 +59,8 @@ setup_accounts() {
         printf '<html><head><title>%s</title></head><body>%s %s</body></html>\n' \
             "$p" "$p" "$(head -c 1500 /dev/urandom | base64 -w0)" > "$WORK/www/$p.html"
     done
+    echo '<html><body>ok</body></html>' > "$WORK/www/status.html"  # the HTTP flood's target
+    mkdir -p "$WORK/www/upload" && chmod 777 "$WORK/www/upload"
     seq 1 40 | sed 's/^/guess/' > "$WORK/words.txt"
     mkdir -p /srv/mail/alice
     for i in 1 2 3; do
@@ -73,7 +76,8 @@ start_servers() {
     cat > "$WORK/nginx.conf" <<EOF
 daemon off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
 events {}
-http { access_log off; server { listen $S:80; root $WORK/www; }
+http { access_log off; client_max_body_size 10m;
+       server { listen $S:80; root $WORK/www; location /upload/ { dav_methods PUT; } }
        server { listen $S:443 ssl; ssl_certificate $WORK/tls.crt;
                 ssl_certificate_key $WORK/tls.key; root $WORK/www; } }
 EOF
@@ -212,6 +216,16 @@ smurf() { in_atk hping3 -1 -C 0 -K 0 -d 1000 --rand-source -i u400 -c 3000 $S 2>
 land() { in_atk hping3 -S -a $S -s 23 -k -p 23 -c 5 -i u200000 $S 2>/dev/null; }
 ftp_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 4 -W 1 -f "ftp://$S" >/dev/null 2>&1; }
 telnet_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 2 -W 1 -f "telnet://$S" >/dev/null 2>&1; }
+normal_http_upload() { for i in 1 2 3; do  # WebDAV PUT of 60 kB files
+    head -c 60000 /dev/urandom > "$WORK/u$i.bin"
+    in_atk curl -s -o /dev/null -T "$WORK/u$i.bin" "http://$S/upload/u$i.bin"; sleep 0.5; done; }
+web_dirb() {  # dirb with the first 300 words of its small list against nginx, over keep-alive
+    head -300 /usr/share/dirb/wordlists/small.txt > "$WORK/dirb.txt"
+    in_atk timeout 120 dirb "http://$S/" "$WORK/dirb.txt" -S -r >/dev/null 2>&1; }
+http_flood() { in_atk ab -n 1000 -c 50 "http://$S/status.html" >/dev/null 2>&1; }  # a GET per connection
+medusa_ftp() { in_atk timeout 120 medusa -h $S -u alice -P "$WORK/words.txt" -M ftp -t 4 -f >/dev/null 2>&1; }
+ncrack_ftp() { in_atk timeout 120 ncrack --user alice -P "$WORK/words.txt" ftp://$S >/dev/null 2>&1; }
+ncrack_telnet() { in_atk timeout 120 ncrack --user alice -P "$WORK/words.txt" telnet://$S >/dev/null 2>&1; }
 fragments() { in_atk "$PY" "$HERE/send_fragments.py" "$1" $S; }
 
 setup_network
@@ -256,3 +270,9 @@ capture ping_flood ping_flood
 capture scan_version nmap_scan -sV --top-ports 50
 capture slowloris slowloris
 capture ping_f ping_f
+capture web_dirb web_dirb
+capture normal_http_upload normal_http_upload
+capture http_flood http_flood
+capture medusa_ftp medusa_ftp
+capture ncrack_ftp ncrack_ftp
+capture ncrack_telnet ncrack_telnet

@@ -111,6 +111,25 @@ ATTACKS = [
         reason="one failed login of a regular user per connection: KDDTrain+'s "
         "28 FTP rows like that are all normal (its FTP guessing, in KDDTest+ only, tries the "
         "guest account), and so are these 30", id="zeek_ftp_bruteforce.pcap"),
+    known("web_dirb.pcap", "probe", "80",
+        reason="dirb's 300 requests travel in one keep-alive connection of 36 kB "
+        "of requests: KDDTrain+'s http rows with over 20 kB of requests are 949 back (DoS) and "
+        "1 normal, and the model says dos"),
+    known("http_flood.pcap", "dos", "80",
+        reason="ab's 1,000 GETs, one per connection, fill the 2-second window "
+        "past 500: KDDTrain+ has no http SF row with a window over 100 (116 of 50-100, all "
+        "normal), and all are classed normal"),
+    known("medusa_ftp.pcap", "r2l", "21",
+        reason="one failed login per connection, closed cleanly (SF): KDDTrain+'s "
+        "29 ftp SF rows with one failed login are all normal, and so are these 40"),
+    known("ncrack_ftp.pcap", "r2l", "21",
+        reason="1-3 failed logins per connection, closed cleanly (SF): "
+        "KDDTrain+'s ftp SF rows with failed logins are 29 normal and 1 probe; hydra's "
+        "connections, which end in resets (RSTR), are classed r2l"),
+    known("ncrack_telnet.pcap", "r2l", "23",
+        reason="telnet sessions closed cleanly (SF) after 1-3 failed logins: "
+        "KDDTrain+'s 13 telnet SF rows with 2-4 failed logins are all normal, its guessing "
+        "ends in resets (RSTO 45, RSTR 4); 1 of 36 classed r2l, 4 u2r"),
     known("slowloris.pcap", "dos", "80",
         reason="slowhttptest's 100 half-sent requests are http SF records of "
         "~20 s with no answer; KDDTrain+ has 3 http SF rows with no answer and no slow HTTP "
@@ -138,6 +157,7 @@ NORMAL = [
     ("normal_ssh.pcap", REAL),      # OpenSSH: commands, scp of 200 kB, an interactive shell
     ("normal_pop3.pcap", REAL),     # curl listing and fetching mail from Dovecot
     ("normal_telnet.pcap", REAL),   # a user logs in to busybox telnetd, runs 5 commands, leaves
+    ("normal_http_upload.pcap", REAL),  # WebDAV PUTs of 60 kB to nginx
     ("zeek_http_get.pcap", PUBLIC),
     known("zeek_wikipedia.pcap", PUBLIC,
         reason="1 of 34 connections comes out probe: a NetBIOS name broadcast "
