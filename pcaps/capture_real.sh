@@ -219,6 +219,14 @@ telnet_guess() { in_atk hydra -l alice -P "$WORK/words.txt" -t 2 -W 1 -f "telnet
 normal_http_upload() { for i in 1 2 3; do  # WebDAV PUT of 60 kB files
     head -c 60000 /dev/urandom > "$WORK/u$i.bin"
     in_atk curl -s -o /dev/null -T "$WORK/u$i.bin" "http://$S/upload/u$i.bin"; sleep 0.5; done; }
+normal_unanswered() {  # a client trying a server whose answers are dropped: HTTPS, SSH, SMTP
+    in_srv ip route add blackhole $A/32
+    for i in 1 2; do
+        in_atk curl -sk --connect-timeout 3 -o /dev/null "https://$S/" || true
+        in_atk ssh $SSH_OPTS -o ConnectTimeout=3 -o BatchMode=yes alice@$S true 2>/dev/null || true
+        in_atk swaks --server $S --timeout 3 --to root@example.test >/dev/null 2>&1 || true
+    done
+    in_srv ip route del blackhole $A/32; }
 web_dirb() {  # dirb with the first 300 words of its small list against nginx, over keep-alive
     head -300 /usr/share/dirb/wordlists/small.txt > "$WORK/dirb.txt"
     in_atk timeout 120 dirb "http://$S/" "$WORK/dirb.txt" -S -r >/dev/null 2>&1; }
@@ -272,6 +280,7 @@ capture slowloris slowloris
 capture ping_f ping_f
 capture web_dirb web_dirb
 capture normal_http_upload normal_http_upload
+capture normal_unanswered normal_unanswered
 capture http_flood http_flood
 capture medusa_ftp medusa_ftp
 capture ncrack_ftp ncrack_ftp
