@@ -5,7 +5,9 @@
   or by_rule: the class alone).
 - threshold: an alert on every `count`-th event within `seconds`.
 - both: one alert per `seconds`, once `count` events have been seen within it.
-The first rule whose class matches decides; alerts no rule matches pass.
+- detection_filter: every alert after the first `count` events within `seconds`.
+A rule may also name a `flag` (the connection's state) and `land` (true or false): it then
+holds only for records that match. The first rule that matches decides; other alerts pass.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter, OrderedDict
 
+from feature_extractor.record import FEATURE_NAMES
 from sensor.alerts import Alert
 
 MAX_TRACKED = 100_000
+_FLAG = FEATURE_NAMES.index("flag")
+_LAND = FEATURE_NAMES.index("land")
 
 
 class AlertFilter:
@@ -42,7 +47,9 @@ class AlertFilter:
                     self.suppressed[cls] += 1
                     return False
         for i, rule in enumerate(self.thresholds):
-            if rule.get("class", "any") not in ("any", cls):
+            if rule.get("class", "any") not in ("any", cls) or (
+                    "flag" in rule and rule["flag"] != r.features[_FLAG]) or (
+                    "land" in rule and rule["land"] != bool(r.features[_LAND])):
                 continue
             if self._rule_allows(i, cls, rule, r.src_ip, r.dst_ip, r.emit_ts):
                 return True
@@ -68,6 +75,8 @@ class AlertFilter:
             allowed = st[1] <= count
         elif kind == "threshold":
             allowed = st[1] % count == 0
+        elif kind == "detection_filter":
+            allowed = st[1] > count
         else:  # both
             allowed = st[1] >= count and st[2] == 0
         if allowed:

@@ -3,14 +3,19 @@ and CIDR suppression, all in packet time."""
 
 from __future__ import annotations
 
+from feature_extractor.record import FEATURE_NAMES
+from sensor.config import HALF_OPEN_DOS
 from sensor.thresholds import AlertFilter
 from tests.test_alert_formats import make_alert
 
 
-def alert_at(t: float, cls: str = "dos", src: str = "192.0.2.1", dst: str = "192.0.2.2"):
+def alert_at(t: float, cls: str = "dos", src: str = "192.0.2.1", dst: str = "192.0.2.2",
+             flag: str = "SF", land: int = 0):
     a = make_alert(cls)
     a.record.emit_ts = t
     a.record.src_ip, a.record.dst_ip = src, dst
+    a.record.features[FEATURE_NAMES.index("flag")] = flag
+    a.record.features[FEATURE_NAMES.index("land")] = land
     return a
 
 
@@ -65,3 +70,21 @@ def test_suppress_by_cidr():
                       alert_at(2, "probe", dst="2001:db8::5"), alert_at(3, "dos", dst="2001:db8::5")])
     assert got == [False, True, False, True]
     assert f.suppressed == {"dos": 1, "probe": 1}
+
+
+def test_detection_filter_alerts_every_event_after_count():
+    f = AlertFilter([{"type": "detection_filter", "track": "by_dst", "count": 2,
+                      "seconds": 10}], [])
+    got = allowed(f, [alert_at(t) for t in (0, 1, 2, 3, 4, 10.5, 11, 12)])
+    assert got == [False, False, True, True, True, False, False, True]
+
+
+def test_flag_and_land_narrow_a_rule():
+    f = AlertFilter([HALF_OPEN_DOS], [])
+    lone = [alert_at(t, flag="S0") for t in (0.0, 1.0, 2.1, 3.1)]  # one client's retries
+    flood = [alert_at(5 + i / 1000, flag="S0", src=f"198.51.100.{i}") for i in range(8)]
+    assert allowed(f, lone) == [False] * 4
+    assert allowed(f, flood) == [False] * 4 + [True] * 4  # spoofed sources, one victim
+    assert allowed(f, [alert_at(9, flag="S0", land=1)]) == [True]  # land: one packet
+    assert allowed(f, [alert_at(9, flag="REJ"), alert_at(9, cls="probe", flag="S0")]) == [True,
+                                                                                        True]
