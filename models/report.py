@@ -28,10 +28,12 @@ from models.train import (
 
 
 def train_and_report(epochs: int, seed: int, out_dir: Path, subset: int | None,
-                     with_report: bool, cold_start_fraction: float = 0.0,
+                     with_report: bool, cold_start_fraction: float = 0.1,
+                     cold_start_classes: tuple[str, ...] = ("normal", "dos", "probe"),
                      echo_twins: bool = True, calibration_samples: int = 5) -> int:
     cfg = TrainConfig(seed=seed, epochs=epochs, out_dir=out_dir, train_rows=subset,
-                      cold_start_fraction=cold_start_fraction, echo_twins=echo_twins,
+                      cold_start_fraction=cold_start_fraction,
+                      cold_start_classes=cold_start_classes, echo_twins=echo_twins,
                       calibration_samples=calibration_samples)
     say = _say
     train(cfg, say)

@@ -30,6 +30,7 @@ def _train(args) -> int:
     return train_and_report(epochs=args.epochs, seed=args.seed, out_dir=Path(args.out),
                             subset=args.subset, with_report=not args.no_report,
                             cold_start_fraction=args.cold_start_fraction,
+                            cold_start_classes=tuple(args.cold_start_classes.split(",")),
                             echo_twins=args.echo_twins,
                             calibration_samples=args.calibration_samples)
 
@@ -84,9 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the CNN-LSTM, export int8 TFLite, write the report")
     t.add_argument("--epochs", type=int, default=100)
     t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--cold-start-fraction", type=float, default=0.0,
+    t.add_argument("--cold-start-fraction", type=float, default=0.1,
                    help="share of training rows added again as each kind of cold start "
-                        "(models.train.with_cold_starts; the shipped model uses 0)")
+                        "(models.train.with_cold_starts; the shipped model uses 0.1)")
+    t.add_argument("--cold-start-classes", default="normal,dos,probe",
+                   help="the classes whose rows are copied as cold starts (the shipped model: "
+                        "normal,dos,probe)")
     t.add_argument("--echo-twins", action=argparse.BooleanOptionalAction, default=True,
                    help="add fragmented ICMP echo rows again as the other echo type "
                         "(models.train.with_echo_twins; the shipped model uses them)")
