@@ -197,3 +197,20 @@ def test_cold_start_rows_hold_only_their_own_connection():
     assert named["serror_rate"] == named["dst_host_srv_serror_rate"] == 1.0  # an S0 is a SYN error
     assert named["rerror_rate"] == named["diff_srv_rate"] == named["dst_host_srv_diff_host_rate"] == 0
     assert host[:31] == row[:31] and host[31:] == both[31:]
+
+
+def test_cold_starts_copy_only_the_named_classes(train_rows):
+    from models.cold_start import HOST_WINDOW, TRAFFIC_WINDOW, alone
+    from models.train import with_cold_starts
+
+    feats, y = train_rows.features[:20000], np.array(train_rows.labels[:20000])
+    assert {3, 4} <= set(y.tolist())  # R2L and U2R rows are there to be left out
+    out, out_y = with_cold_starts(feats, y, 0.1, seed=1, classes=("normal", "dos", "probe"))
+    assert out[:len(feats)] == feats and out_y[:len(y)].tolist() == y.tolist()
+    extra, extra_y = out[len(feats):], out_y[len(y):]
+    copyable = int(np.isin(y, [0, 1, 2]).sum())
+    assert set(extra_y.tolist()) <= {0, 1, 2} and 0.17 * copyable < len(extra) < 0.23 * copyable
+    # each copy is some row of its class with one or both windows rewritten
+    originals = {tuple(alone(f, TRAFFIC_WINDOW + HOST_WINDOW)) for f in feats}
+    originals |= {tuple(alone(f, HOST_WINDOW)) for f in feats}
+    assert all(tuple(row) in originals for row in extra)
