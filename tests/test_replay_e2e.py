@@ -84,15 +84,15 @@ ATTACKS = [
     ("scan_os.pcap", "probe", None),       # nmap -O
     ("scan_version.pcap", "probe", None),  # nmap -sV over the top 50 ports (service probes)
     known("udp_flood.pcap", "dos", None,
-        reason="NSL-KDD's training data has no UDP flood: of hping3's 5,000 "
-        "datagrams to udp/53, 4,913 are classed probe, 87 normal"),
+        reason="NSL-KDD's training data has no UDP flood: hping3's 5,000 "
+        "datagrams to udp/53 are classed probe"),
     known("ping_flood.pcap", "dos", None,
         reason="NSL-KDD's ICMP flood rows (smurf) are echo *replies*: an echo "
         "request flood and its replies are all classed probe"),
     known("ping_f.pcap", "dos", None,
         reason="ping -f's echoes carry 56 data bytes, the size of a normal ping: "
         "KDDTrain+'s 716 echo rows of 20-100 bytes are normal or satan and one has a traffic "
-        "window over 100; 1,996 of the 2,000 are classed normal"),
+        "window over 100; all 2,000 are classed normal"),
     ("pod.pcap", "dos", None),          # echo requests reassembling past 65,535 bytes (scapy)
     ("ftp_guess.pcap", "r2l", "21"),    # hydra against vsftpd, 3 attempts per connection
     ("telnet_guess.pcap", "r2l", "23"),  # hydra against busybox telnetd, 5 attempts per connection
@@ -103,10 +103,8 @@ ATTACKS = [
     known("pop3_guess.pcap", "r2l", "110",
         reason="KDDTrain+ has no POP3 password guessing; NSL-KDD's own 750 (in "
         "KDDTest+ only) read as logged in with no failed login, as hydra's 5 connections to "
-        "Dovecot do here, and the model classes both normal"),
-    # hydra against Dovecot IMAP: r2l, but so is a normal IMAP session (normal_imap below):
-    # KDDTrain+'s few IMAP sessions are mostly the imap overflow attack.
-    ("imap_guess.pcap", "r2l", "143"),
+        "Dovecot do here, and the model classes those normal (here 4, and 1 probe)"),
+    ("imap_guess.pcap", "r2l", "143"),  # hydra against Dovecot IMAP: never logged in
     known(PUBLIC / "zeek_ftp_bruteforce.pcap", "r2l", "21",
         reason="one failed login of a regular user per connection: KDDTrain+'s "
         "28 FTP rows like that are all normal (its FTP guessing, in KDDTest+ only, tries the "
@@ -129,7 +127,7 @@ ATTACKS = [
     known("ncrack_telnet.pcap", "r2l", "23",
         reason="telnet sessions closed cleanly (SF) after 1-3 failed logins: "
         "KDDTrain+'s 13 telnet SF rows with 2-4 failed logins are all normal, its guessing "
-        "ends in resets (RSTO 45, RSTR 4); 1 of 36 classed r2l, 4 u2r"),
+        "ends in resets (RSTO 45, RSTR 4); 1 of 36 classed r2l"),
     known("slowloris.pcap", "dos", "80",
         reason="slowhttptest's 100 half-sent requests are http SF records of "
         "~20 s with no answer; KDDTrain+ has 3 http SF rows with no answer and no slow HTTP "
@@ -159,30 +157,19 @@ NORMAL = [
     ("normal_telnet.pcap", REAL),   # a user logs in to busybox telnetd, runs 5 commands, leaves
     ("normal_http_upload.pcap", REAL),  # WebDAV PUTs of 60 kB to nginx
     ("zeek_http_get.pcap", PUBLIC),
-    known("zeek_wikipedia.pcap", PUBLIC,
-        reason="1 of 34 connections comes out probe: a NetBIOS name broadcast "
-        "(udp/137, 7 datagrams in 2.6 s)"),
+    ("zeek_wikipedia.pcap", PUBLIC),
     ("ndpi_smtp.pcap", PUBLIC),
-    known("normal_ftp.pcap", REAL,
-        reason="2 of 12 connections (the first short passive-mode transfers) "
-        "come out r2l"),
+    # lftp against vsftpd, anonymous, passive and active mode: model 1.1.1, trained without
+    # cold starts, called the first short transfers of each r2l (README, Limitations)
+    ("normal_ftp.pcap", REAL),
+    ("normal_ftp_active.pcap", REAL),
+    ("normal_imap.pcap", REAL),     # curl listing and fetching mail over IMAP (1.1.1: r2l)
+    ("normal_dns_tcp.pcap", REAL),  # dig +tcp (1.1.1: 2 of 3 r2l)
     known("normal_ftp_user.pcap", REAL,
         reason="a regular account's sessions (list, upload, download) come out "
         "u2r: KDDTrain+ holds 4 logged-in non-guest FTP sessions that are normal and 3 "
         "attacks (buffer_overflow, loadmodule, rootkit), and the upload (a file creation) "
-        "with lftp's SITE UTIME (hot) looks like the attacks; their first passive transfers "
-        "come out r2l (the cold start)"),
-    known("normal_imap.pcap", REAL,
-        reason="curl's 6 IMAP sessions come out r2l: KDDTrain+ holds 3 normal "
-        "imap4 rows against 11 of the imap attack"),
-    known("normal_dns_tcp.pcap", REAL,
-        reason="2 of 3 dig +tcp queries come out r2l: KDDTrain+'s 34 normal TCP "
-        "DNS rows are ~490-byte answers from a busy server (host window 255), and a first "
-        "small query to a cold server is far from them; a RandomForest on the same "
-        "encoding says normal"),
-    known("normal_ftp_active.pcap", REAL,
-        reason="2 of 17 connections (short active-mode transfers while the "
-        "client's host window is young) come out r2l"),
+        "with lftp's SITE UTIME (hot) looks like the attacks"),
 ]
 
 
