@@ -227,6 +227,25 @@ normal_unanswered() {  # a client trying a server whose answers are dropped: HTT
         in_atk swaks --server $S --timeout 3 --to root@example.test >/dev/null 2>&1 || true
     done
     in_srv ip route del blackhole $A/32; }
+normal_mixed() {  # one workstation's half minute: web, mail, DNS, FTP, SSH interleaved
+    local i pids  # wait on these only: tcpdump runs in the background of this shell too
+    for i in 1 2 3 4; do
+        pids=()
+        in_atk dig +short @$S "www.example.test" A >/dev/null & pids+=($!)
+        in_atk curl -s -o /dev/null "http://$S/index.html" "http://$S/news.html" & pids+=($!)
+        in_atk curl -sk -o /dev/null "https://$S/blog.html" & pids+=($!)
+        in_atk curl -s -o /dev/null "imap://alice:wonderland-7@$S/INBOX" & pids+=($!)
+        wait "${pids[@]}"
+        in_atk curl -s -o /dev/null "pop3://alice:wonderland-7@$S/"
+        pids=()
+        in_atk swaks --server $S --from "alice@example.test" --to root@example.test \
+            --header "Subject: note $i" --body "note $i" >/dev/null & pids+=($!)
+        in_atk lftp -e "set ftp:passive-mode on; get pub/README -o $WORK/m$i; bye" \
+            -u anonymous,guest@example.test ftp://$S >/dev/null & pids+=($!)
+        in_atk sshpass -p wonderland-7 ssh $SSH_OPTS alice@$S 'uptime' >/dev/null & pids+=($!)
+        wait "${pids[@]}"
+        sleep 2
+    done; }
 web_dirb() {  # dirb with the first 300 words of its small list against nginx, over keep-alive
     head -300 /usr/share/dirb/wordlists/small.txt > "$WORK/dirb.txt"
     in_atk timeout 120 dirb "http://$S/" "$WORK/dirb.txt" -S -r >/dev/null 2>&1; }
@@ -281,6 +300,7 @@ capture ping_f ping_f
 capture web_dirb web_dirb
 capture normal_http_upload normal_http_upload
 capture normal_unanswered normal_unanswered
+capture normal_mixed normal_mixed
 capture http_flood http_flood
 capture medusa_ftp medusa_ftp
 capture ncrack_ftp ncrack_ftp

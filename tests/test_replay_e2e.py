@@ -165,6 +165,12 @@ NORMAL = [
     ("normal_ftp_active.pcap", REAL),
     ("normal_imap.pcap", REAL),     # curl listing and fetching mail over IMAP (1.1.1: r2l)
     ("normal_dns_tcp.pcap", REAL),  # dig +tcp (1.1.1: 2 of 3 r2l)
+    known("normal_mixed.pcap", REAL,
+        reason="4 rounds of web, DNS, IMAP, POP3, SMTP, FTP and SSH against one "
+        "server: the 4 anonymous FTP control sessions come out r2l (0.62-0.70). Each follows "
+        "4 other services of the same host within 2 s (count 5, diff_srv_rate 1.00); with a "
+        "window of one the model says normal (0.77), and lftp's FEAT/PWD/SIZE/MDTM make 133 "
+        "bytes for one transfer where NSL-KDD's guest sessions spend about 44 per transfer"),
     known("normal_ftp_user.pcap", REAL,
         reason="a regular account's sessions (list, upload, download) come out "
         "u2r: KDDTrain+ holds 4 logged-in non-guest FTP sessions that are normal and 3 "
