@@ -15,6 +15,7 @@ ATK=kdd-atk
 SRV=kdd-srv
 A=10.200.0.1
 S=10.200.0.2
+S6=fd00:200::2  # IPv6 on the same link (attacker fd00:200::1)
 PY="${PYTHON:-python3}"
 mkdir -p "$OUT"
 
@@ -38,6 +39,8 @@ setup_network() {
     in_atk ip addr add $A/24 dev veth-atk
     in_srv ip addr add $S/24 dev veth-srv
     for i in $(seq 10 70); do in_srv ip addr add 10.200.0.$i/32 dev veth-srv; done
+    in_atk ip -6 addr add fd00:200::1/64 dev veth-atk nodad
+    in_srv ip -6 addr add $S6/64 dev veth-srv nodad
     in_atk ip link set veth-atk up
     in_srv ip link set veth-srv up
     in_atk ip link set lo up
@@ -77,7 +80,8 @@ start_servers() {
 daemon off; worker_processes 1; pid $WORK/nginx.pid; error_log $WORK/nginx.err;
 events {}
 http { access_log off; client_max_body_size 10m;
-       server { listen $S:80; root $WORK/www; location /upload/ { dav_methods PUT; } }
+       server { listen $S:80; listen [$S6]:80; root $WORK/www;
+                location /upload/ { dav_methods PUT; } }
        server { listen $S:443 ssl; ssl_certificate $WORK/tls.crt;
                 ssl_certificate_key $WORK/tls.key; root $WORK/www; } }
 EOF
@@ -246,6 +250,9 @@ normal_mixed() {  # one workstation's half minute: web, mail, DNS, FTP, SSH inte
         wait "${pids[@]}"
         sleep 2
     done; }
+scan_ipv6() { in_atk nmap -6 -n -Pn -sS -T4 -p 1-1000 $S6 >/dev/null; }
+normal_web_ipv6() { for p in index about news contact; do
+    in_atk curl -s -o /dev/null "http://[$S6]/$p.html"; sleep 0.3; done; }
 web_dirb() {  # dirb with the first 300 words of its small list against nginx, over keep-alive
     head -300 /usr/share/dirb/wordlists/small.txt > "$WORK/dirb.txt"
     in_atk timeout 120 dirb "http://$S/" "$WORK/dirb.txt" -S -r >/dev/null 2>&1; }
@@ -305,3 +312,5 @@ capture http_flood http_flood
 capture medusa_ftp medusa_ftp
 capture ncrack_ftp ncrack_ftp
 capture ncrack_telnet ncrack_telnet
+capture scan_ipv6 scan_ipv6
+capture normal_web_ipv6 normal_web_ipv6

@@ -83,6 +83,7 @@ ATTACKS = [
     ("scan_udp.pcap", "probe", None),      # nmap -sU over the top 100 ports
     ("scan_os.pcap", "probe", None),       # nmap -O
     ("scan_version.pcap", "probe", None),  # nmap -sV over the top 50 ports (service probes)
+    ("scan_ipv6.pcap", "probe", None),     # nmap -6 -sS -p 1-1000 over IPv6
     known("udp_flood.pcap", "dos", None,
         reason="NSL-KDD's training data has no UDP flood: hping3's 5,000 "
         "datagrams to udp/53 are classed probe"),
@@ -156,6 +157,7 @@ NORMAL = [
     ("normal_pop3.pcap", REAL),     # curl listing and fetching mail from Dovecot
     ("normal_telnet.pcap", REAL),   # a user logs in to busybox telnetd, runs 5 commands, leaves
     ("normal_http_upload.pcap", REAL),  # WebDAV PUTs of 60 kB to nginx
+    ("normal_web_ipv6.pcap", REAL),  # curl against nginx over IPv6
     ("zeek_http_get.pcap", PUBLIC),
     ("zeek_wikipedia.pcap", PUBLIC),
     ("ndpi_smtp.pcap", PUBLIC),
