@@ -27,20 +27,13 @@ from models.train import (
 )
 
 
-def train_and_report(epochs: int, seed: int, out_dir: Path, subset: int | None,
-                     with_report: bool, cold_start_fraction: float = 0.1,
-                     cold_start_classes: tuple[str, ...] = ("normal", "dos", "probe"),
-                     echo_twins: bool = True, calibration_samples: int = 5) -> int:
-    cfg = TrainConfig(seed=seed, epochs=epochs, out_dir=out_dir, train_rows=subset,
-                      cold_start_fraction=cold_start_fraction,
-                      cold_start_classes=cold_start_classes, echo_twins=echo_twins,
-                      calibration_samples=calibration_samples)
+def train_and_report(cfg: TrainConfig, with_report: bool) -> int:
     say = _say
     train(cfg, say)
     if with_report:
         say("paper protocol run")
         paper = paper_protocol(cfg, say)
-        write_report(out_dir, paper, say)
+        write_report(cfg.out_dir, paper, say)
     return 0
 
 
@@ -328,7 +321,7 @@ def _markdown(meta: dict, results: dict, speed: dict, ops: list[str]) -> str:
         "  the same weights (the dynamic-batch fused LSTM does not convert).",
     ]
     if cold:
-        classes = ", ".join(t.get("cold_start_classes", CLASSES))
+        classes = ", ".join(t["cold_start_classes"])
         lines.append(
             f"- Cold starts: {_pct(cold)} of the training rows of {classes} are added again as "
             "the first connection a sensor would see of its host (both windows holding only "

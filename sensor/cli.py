@@ -26,13 +26,24 @@ def _extract(args) -> int:
 
 def _train(args) -> int:
     from models.report import train_and_report
+    from models.train import TrainConfig
 
-    return train_and_report(epochs=args.epochs, seed=args.seed, out_dir=Path(args.out),
-                            subset=args.subset, with_report=not args.no_report,
-                            cold_start_fraction=args.cold_start_fraction,
-                            cold_start_classes=tuple(args.cold_start_classes.split(",")),
-                            echo_twins=args.echo_twins,
-                            calibration_samples=args.calibration_samples)
+    cfg = TrainConfig(seed=args.seed, epochs=args.epochs, out_dir=Path(args.out),
+                      train_rows=args.subset, cold_start_fraction=args.cold_start_fraction,
+                      cold_start_classes=args.cold_start_classes, echo_twins=args.echo_twins,
+                      calibration_samples=args.calibration_samples)
+    return train_and_report(cfg, with_report=not args.no_report)
+
+
+def _class_list(text: str) -> tuple[str, ...]:
+    from feature_extractor.record import CLASSES
+
+    names = tuple(text.split(","))
+    unknown = [n for n in names if n not in CLASSES]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown class {', '.join(unknown)}; "
+                                         f"classes are {', '.join(CLASSES)}")
+    return names
 
 
 def _evaluate(args) -> int:
@@ -82,23 +93,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-c", "--config", help="YAML configuration (timeouts, table caps)")
     e.set_defaults(func=_extract)
 
+    from models.train import TrainConfig
+
+    shipped = TrainConfig()  # the defaults are the shipped model's recipe
     t = sub.add_parser("train", help="train the CNN-LSTM, export int8 TFLite, write the report")
-    t.add_argument("--epochs", type=int, default=100)
-    t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--cold-start-fraction", type=float, default=0.1,
+    t.add_argument("--epochs", type=int, default=shipped.epochs)
+    t.add_argument("--seed", type=int, default=shipped.seed)
+    t.add_argument("--cold-start-fraction", type=float, default=shipped.cold_start_fraction,
                    help="share of training rows added again as each kind of cold start "
-                        "(models.train.with_cold_starts; the shipped model uses 0.1)")
-    t.add_argument("--cold-start-classes", default="normal,dos,probe",
-                   help="the classes whose rows are copied as cold starts (the shipped model: "
-                        "normal,dos,probe)")
-    t.add_argument("--echo-twins", action=argparse.BooleanOptionalAction, default=True,
+                        "(models.train.with_cold_starts)")
+    t.add_argument("--cold-start-classes", type=_class_list,
+                   default=shipped.cold_start_classes,
+                   help="comma-separated classes whose rows are copied as cold starts "
+                        f"(default {','.join(shipped.cold_start_classes)})")
+    t.add_argument("--echo-twins", action=argparse.BooleanOptionalAction,
+                   default=shipped.echo_twins,
                    help="add fragmented ICMP echo rows again as the other echo type "
-                        "(models.train.with_echo_twins; the shipped model uses them)")
-    t.add_argument("--calibration-samples", type=int, default=5,
+                        "(models.train.with_echo_twins)")
+    t.add_argument("--calibration-samples", type=int, default=shipped.calibration_samples,
                    help="int8 calibration samples tried; the one agreeing most with the float "
                         "model on validation and column-shuffled rows is kept "
                         "(models.train.choose_calibration)")
-    t.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "models"))
+    t.add_argument("--out", default=str(shipped.out_dir))
     t.add_argument("--subset", type=int, help="train on this many rows (smoke tests)")
     t.add_argument("--no-report", action="store_true", help="skip baselines and the report")
     t.set_defaults(func=_train)

@@ -223,7 +223,7 @@ def _check_rules(cfg: Config, source: str | None) -> None:
         if rule["type"] not in THRESHOLD_TYPES:
             raise ConfigError(f"{key}.type", f"must be one of {', '.join(THRESHOLD_TYPES)}",
                               source)
-        if rule.get("flag", "SF") not in FLAGS:
+        if "flag" in rule and rule["flag"] not in FLAGS:
             raise ConfigError(f"{key}.flag", f"must be one of {', '.join(FLAGS)}", source)
         if rule["track"] not in ("by_src", "by_dst", "by_both", "by_rule"):
             raise ConfigError(f"{key}.track", "must be by_src, by_dst, by_both or by_rule", source)
