@@ -5,7 +5,7 @@
 #   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox-static lftp \
 #                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass masscan \
 #                   dovecot-pop3d dovecot-imapd slowhttptest iputils-ping dirb \
-#                   apache2-utils medusa ncrack \
+#                   apache2-utils medusa ncrack avahi-daemon samba-common-bin gupnp-tools \
 #                   python3-scapy|pip scapy
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -260,6 +260,26 @@ http_flood() { in_atk ab -n 1000 -c 50 "http://$S/status.html" >/dev/null 2>&1; 
 medusa_ftp() { in_atk timeout 120 medusa -h $S -u alice -P "$WORK/words.txt" -M ftp -t 4 -f >/dev/null 2>&1; }
 ncrack_ftp() { in_atk timeout 120 ncrack --user alice -P "$WORK/words.txt" ftp://$S >/dev/null 2>&1; }
 ncrack_telnet() { in_atk timeout 120 ncrack --user alice -P "$WORK/words.txt" telnet://$S >/dev/null 2>&1; }
+normal_lan() {  # a workstation joining the LAN: DHCP, mDNS (avahi), LLMNR, NetBIOS, SSDP, web
+    local dhcp avahi p
+    in_atk ip route add 224.0.0.0/4 dev veth-atk
+    in_srv dnsmasq -k --port=0 --interface=veth-srv --bind-interfaces \
+        --dhcp-range=10.200.0.100,10.200.0.150,1h --dhcp-leasefile="$WORK/leases" \
+        --pid-file="$WORK/dhcp.pid" & dhcp=$!
+    sleep 1
+    in_atk busybox udhcpc -i veth-atk -n -q -f -s /bin/true >/dev/null 2>&1 || true
+    printf '[server]\nhost-name=workstation\nallow-interfaces=veth-atk\nenable-dbus=no\n' \
+        > "$WORK/avahi.conf"
+    in_atk avahi-daemon -f "$WORK/avahi.conf" --no-drop-root --no-chroot --no-rlimits \
+        >/dev/null 2>&1 & avahi=$!
+    sleep 3
+    in_atk dig +tries=1 +timeout=2 -p 5353 @224.0.0.251 fileserver.local A >/dev/null || true
+    in_atk dig +tries=1 +timeout=2 -p 5355 @224.0.0.252 wpad A >/dev/null || true
+    in_atk nmblookup -B 10.200.0.255 FILESERVER >/dev/null 2>&1 || true
+    in_atk timeout 10 gssdp-discover -i veth-atk --timeout=3 >/dev/null 2>&1 || true
+    for p in index about news; do in_atk curl -s -o /dev/null "http://$S/$p.html"; sleep 0.5; done
+    kill $avahi $dhcp; wait $avahi $dhcp 2>/dev/null || true
+    in_atk ip route del 224.0.0.0/4 dev veth-atk; }
 fragments() { in_atk "$PY" "$HERE/send_fragments.py" "$1" $S; }
 
 setup_network
@@ -314,3 +334,4 @@ capture ncrack_ftp ncrack_ftp
 capture ncrack_telnet ncrack_telnet
 capture scan_ipv6 scan_ipv6
 capture normal_web_ipv6 normal_web_ipv6
+capture normal_lan normal_lan

@@ -264,9 +264,10 @@ def summary_table(pipeline: Pipeline, elapsed: float, first_ts: float | None) ->
         f"{c} {s['predicted'].get(c, 0):,}" for c in ("normal", "dos", "probe", "r2l", "u2r"))))
     rows.append(("alerts", f"{sum(s['alerts'].values()):,} (" + ", ".join(
         f"{k} {v:,}" for k, v in sorted(s["alerts"].items())) + ")"))
-    held = sum(s["suppressed"].values()) + sum(s["thresholded"].values())
-    if held:
-        rows.append(("suppressed/thresholded", f"{held:,}"))
+    for held in ("suppressed", "thresholded"):
+        if s[held]:
+            rows.append((f"alerts {held}", f"{sum(s[held].values()):,} (" + ", ".join(
+                f"{k} {v:,}" for k, v in sorted(s[held].items())) + ")"))
     if s["connections_evicted"]:
         rows.append(("evicted connections", f"{s['connections_evicted']:,}"))
     for key, counters in s.items():

@@ -4,7 +4,7 @@ and CIDR suppression, all in packet time."""
 from __future__ import annotations
 
 from feature_extractor.record import FEATURE_NAMES
-from sensor.config import HALF_OPEN_DOS
+from sensor.config import HALF_OPEN_DOS, LOCAL_GROUPS
 from sensor.thresholds import AlertFilter
 from tests.test_alert_formats import make_alert
 
@@ -70,6 +70,18 @@ def test_suppress_by_cidr():
                       alert_at(2, "probe", dst="2001:db8::5"), alert_at(3, "dos", dst="2001:db8::5")])
     assert got == [False, True, False, True]
     assert f.suppressed == {"dos": 1, "probe": 1}
+
+
+def test_local_groups_suppress_multicast_and_broadcast_destinations_only():
+    f = AlertFilter([], LOCAL_GROUPS)
+    to_groups = [alert_at(0, dst=d) for d in ("224.0.0.251", "239.255.255.250",
+                                              "255.255.255.255", "ff02::fb", "ff05::c")]
+    from_group_member = alert_at(1, src="224.0.0.251", dst="192.0.2.2")
+    unicast = [alert_at(2, dst=d) for d in ("192.0.2.255", "2001:db8::1", "223.255.255.255",
+                                            "240.0.0.1")]
+    assert allowed(f, to_groups) == [False] * 5
+    assert allowed(f, [from_group_member, *unicast]) == [True] * 5
+    assert f.suppressed == {"dos": 5}
 
 
 def test_detection_filter_alerts_every_event_after_count():
