@@ -399,6 +399,9 @@ static int decode_ip(int linktype, const uint8_t *f, Py_ssize_t n, Datagram *d) 
         if (n < off + 20) return -1 - R_TRUNC_IP;
         const uint8_t *ip = f + off;
         unsigned ihl = (ip[0] & 0x0F) * 4, total = be16(ip + 2), frag = be16(ip + 6);
+        /* Captured on the sending host, a segment the NIC will split (TSO) may carry a total
+           length of 0: as Zeek does, the frame's end is the datagram's. */
+        if (total == 0 && (frag & 0x3FFF) == 0 && n - off <= 0xFFFF) total = (unsigned)(n - off);
         if (ip[0] >> 4 != 4 || ihl < 20 || total < ihl) return -1 - R_BAD_IP;
         if (n < off + (Py_ssize_t)ihl) return -1 - R_TRUNC_IP;
         d->version = 4;

@@ -28,7 +28,8 @@ SHELL_START = re.compile(rb"^\s*(?:exec\s+)?(?:/bin/|/usr/bin/)?(?:sh|bash|csh|t
 SU_COMMAND = re.compile(rb"^\s*(?:/bin/)?su\b")
 # Case-insensitive rules marked "lowercased" are matched against bytes.lower() of the text: the
 # same as (?i) on bytes (ASCII letters only), and 2-3 times faster in re.
-FAILED_LOGIN = re.compile(rb"login incorrect|login failed|authentication failure|incorrect password|"
+FAILED_LOGIN = re.compile(rb"login incorrect|login failed|login invalid|logon failure|"
+                          rb"authentication fail(?:ure|ed)|incorrect password|"
                           rb"permission denied, please try again|access denied")  # lowercased
 SHELL_PROMPT = re.compile(rb"(?:[$%>#]|\w\]) ?$")
 PROMPT_ENDS = tuple(end + space for end in (b"$", b"%", b">", b"#", b"]") for space in (b"", b" "))

@@ -64,6 +64,22 @@ TELNET = [b"login: ", b"Password:", b"$ ", b"# ", b"\r\n", b"\r", b"\n", b"\r\x0
           b"/etc/passwd", b"\xff\xfb\x01", b"\x08", b" "]
 
 
+@pytest.mark.parametrize("refusal", [
+    b"Login incorrect",                                       # util-linux and busybox login
+    b"% Login invalid", b"% Authentication failed",           # Cisco IOS, local and AAA
+    b"Logon failure: unknown user name or bad password.",     # Windows
+    b"Access denied",
+])
+def test_telnet_servers_refusals_are_failed_logins(refusal):
+    a = content.InteractiveAnalyzer()
+    for from_orig, text in ((False, b"\xff\xfd\x18Username: "), (True, b"alice\r\n"),
+                            (False, b"Password: "), (True, b"guess\r\n"),
+                            (False, b"\r\n" + refusal + b"\r\n\r\nUsername: ")):
+        a.data(from_orig, text)
+    f = a.result()
+    assert (f.num_failed_logins, f.logged_in) == (1, 0)
+
+
 @settings(max_examples=1000, deadline=None)
 @given(segments=st.lists(st.tuples(st.booleans(), st.lists(st.sampled_from(TELNET), min_size=1,
                                                           max_size=6).map(b"".join)),

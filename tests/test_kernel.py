@@ -264,6 +264,29 @@ def _records_of(packets):
     return ex.drain()
 
 
+def test_a_segment_with_ip_length_zero_is_read_to_the_frames_end():
+    """Captures taken on the sending host carry TSO super-segments whose IPv4 total length
+    is 0 (Zeek reads them to the frame's end, and so do we)."""
+    from scapy.layers.inet import IP, TCP
+
+    def frame(flags, payload=b"", seq=1000, length=None, **ip):
+        pkt = IP(src="192.0.2.1", dst="192.0.2.2", **ip) / TCP(sport=40000, dport=80, flags=flags,
+                                                                 seq=seq) / payload
+        raw = bytearray(bytes(pkt))
+        if length is not None:
+            raw[2:4] = length.to_bytes(2, "big")
+        return bytes(raw)
+
+    big = b"x" * 9000
+    ex = Extractor()
+    for i, raw in enumerate((frame("S", seq=999), frame("PA", big, length=0),
+                             frame("FA", seq=1000 + len(big)))):
+        ex.packet(1_700_000_000.0 + i * 0.01, 228, raw)                # LINKTYPE_IPV4
+    ex.finish()
+    (record,) = ex.drain()
+    assert record.features[4] == 9000 and not ex.skipped             # src_bytes
+
+
 def test_ipv6_extension_headers_and_fragments():
     from scapy.layers.inet import TCP, UDP
     from scapy.layers.inet6 import (
