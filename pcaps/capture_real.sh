@@ -280,6 +280,10 @@ normal_lan() {  # a workstation joining the LAN: DHCP, mDNS (avahi), LLMNR, NetB
     for p in index about news; do in_atk curl -s -o /dev/null "http://$S/$p.html"; sleep 0.5; done
     kill $avahi $dhcp; wait $avahi $dhcp 2>/dev/null || true
     in_atk ip route del 224.0.0.0/4 dev veth-atk; }
+scan_slow() { in_atk nmap -n -Pn -sS -T2 -p 1-60 $S >/dev/null; }  # 0.4 s between probes
+ftp_guess_many() {  # hydra's default 16 tasks, 200 passwords: vsftpd resets after 3 failures
+    seq 1 200 | sed 's/^/pw/' > "$WORK/words200.txt"
+    in_atk hydra -l alice -P "$WORK/words200.txt" -f "ftp://$S" >/dev/null 2>&1; }
 fragments() { in_atk "$PY" "$HERE/send_fragments.py" "$1" $S; }
 
 setup_network
@@ -335,3 +339,5 @@ capture ncrack_telnet ncrack_telnet
 capture scan_ipv6 scan_ipv6
 capture normal_web_ipv6 normal_web_ipv6
 capture normal_lan normal_lan
+capture scan_slow scan_slow
+capture ftp_guess_many ftp_guess_many
