@@ -284,6 +284,15 @@ scan_slow() { in_atk nmap -n -Pn -sS -T2 -p 1-60 $S >/dev/null; }  # 0.4 s betwe
 ftp_guess_many() {  # hydra's default 16 tasks, 200 passwords: vsftpd resets after 3 failures
     seq 1 200 | sed 's/^/pw/' > "$WORK/words200.txt"
     in_atk hydra -l alice -P "$WORK/words200.txt" -f "ftp://$S" >/dev/null 2>&1; }
+normal_keepalive() {  # browser-like headers, 60 pages over one keep-alive connection
+    local urls=() i p
+    for i in $(seq 1 12); do
+        for p in index about news contact docs; do urls+=("http://$S/$p.html?v=$i"); done
+    done
+    in_atk curl -s -o /dev/null -A "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0" \
+        -H "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8" \
+        -H "Accept-Language: en-US,en;q=0.5" -H "Accept-Encoding: gzip, deflate" \
+        -H "Cookie: session=3f9a0c1e7b2d4a5f8e6c9b1a0d2e3f4a; theme=dark; consent=yes" "${urls[@]}"; }
 fragments() { in_atk "$PY" "$HERE/send_fragments.py" "$1" $S; }
 
 setup_network
@@ -341,3 +350,4 @@ capture normal_web_ipv6 normal_web_ipv6
 capture normal_lan normal_lan
 capture scan_slow scan_slow
 capture ftp_guess_many ftp_guess_many
+capture normal_keepalive normal_keepalive
