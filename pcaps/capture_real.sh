@@ -7,6 +7,7 @@
 #                   dovecot-pop3d dovecot-imapd slowhttptest iputils-ping dirb \
 #                   apache2-utils medusa ncrack avahi-daemon samba-common-bin gupnp-tools \
 #                   python3-scapy|pip scapy
+# ftp_guess_proftpd needs proftpd-core in vsftpd's place (the packages conflict): run it alone.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT="${OUT:-$HERE/realtools}"  # OUT=DIR ONLY="name ..." for a trial run
@@ -65,6 +66,7 @@ setup_accounts() {
     echo '<html><body>ok</body></html>' > "$WORK/www/status.html"  # the HTTP flood's target
     mkdir -p "$WORK/www/upload" && chmod 777 "$WORK/www/upload"
     seq 1 40 | sed 's/^/guess/' > "$WORK/words.txt"
+    seq 1 200 | sed 's/^/pw/' > "$WORK/words200.txt"
     mkdir -p /srv/mail/alice
     for i in 1 2 3; do
         printf 'From bob@example.test Mon Nov 23 10:0%s:00 2026\nFrom: bob@example.test\nTo: alice@example.test\nSubject: minutes %s\n\n%s\n\n' \
@@ -99,7 +101,9 @@ seccomp_sandbox=NO
 background=NO
 EOF
     mkdir -p /var/run/vsftpd/empty
-    ip netns exec $SRV vsftpd "$WORK/vsftpd.conf" & echo $! > "$WORK/vsftpd.pid"
+    if command -v vsftpd >/dev/null; then
+        ip netns exec $SRV vsftpd "$WORK/vsftpd.conf" & echo $! > "$WORK/vsftpd.pid"
+    fi
     ip netns exec $SRV dnsmasq -k --no-resolv --no-hosts --listen-address=$S --bind-interfaces \
         --address=/example.test/$S --pid-file="$WORK/dnsmasq.pid" &
     # busybox-static's telnetd: inetutils telnetd under inetd exits during option negotiation
@@ -282,7 +286,6 @@ normal_lan() {  # a workstation joining the LAN: DHCP, mDNS (avahi), LLMNR, NetB
     in_atk ip route del 224.0.0.0/4 dev veth-atk; }
 scan_slow() { in_atk nmap -n -Pn -sS -T2 -p 1-60 $S >/dev/null; }  # 0.4 s between probes
 ftp_guess_many() {  # hydra's default 16 tasks, 200 passwords: vsftpd resets after 3 failures
-    seq 1 200 | sed 's/^/pw/' > "$WORK/words200.txt"
     in_atk hydra -l alice -P "$WORK/words200.txt" -f "ftp://$S" >/dev/null 2>&1; }
 normal_keepalive() {  # browser-like headers, 60 pages over one keep-alive connection
     local urls=() i p
@@ -293,6 +296,15 @@ normal_keepalive() {  # browser-like headers, 60 pages over one keep-alive conne
         -H "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8" \
         -H "Accept-Language: en-US,en;q=0.5" -H "Accept-Encoding: gzip, deflate" \
         -H "Cookie: session=3f9a0c1e7b2d4a5f8e6c9b1a0d2e3f4a; theme=dark; consent=yes" "${urls[@]}"; }
+ftp_guess_proftpd() {  # hydra's defaults against ProFTPD, 3 logins a session. proftpd-core
+    # replaces vsftpd when installed: run this capture alone (ONLY=ftp_guess_proftpd).
+    printf '%s\n' "ServerType standalone" "Port 21" "DefaultAddress $S" "User nobody" \
+        "Group nogroup" "PidFile $WORK/proftpd.pid" "ScoreboardFile $WORK/proftpd.scoreboard" \
+        "DelayTable none" "UseIPv6 off" "WtmpLog off" "MaxLoginAttempts 3" > "$WORK/proftpd.conf"
+    in_srv proftpd -n -q -c "$WORK/proftpd.conf" >/dev/null 2>&1 & local proftpd=$!
+    sleep 2
+    in_atk hydra -l alice -P "$WORK/words200.txt" -f "ftp://$S" >/dev/null 2>&1
+    kill $proftpd; wait $proftpd 2>/dev/null || true; }
 fragments() { in_atk "$PY" "$HERE/send_fragments.py" "$1" $S; }
 
 setup_network
@@ -351,3 +363,4 @@ capture normal_lan normal_lan
 capture scan_slow scan_slow
 capture ftp_guess_many ftp_guess_many
 capture normal_keepalive normal_keepalive
+capture ftp_guess_proftpd ftp_guess_proftpd

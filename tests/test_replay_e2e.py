@@ -108,6 +108,7 @@ ATTACKS = [
         "KDDTest+ only) read as logged in with no failed login, as hydra's 5 connections to "
         "Dovecot do here, and the model classes those normal (here 4, and 1 probe)"),
     ("imap_guess.pcap", "r2l", "143"),  # hydra against Dovecot IMAP: never logged in
+    ("ftp_guess_proftpd.pcap", "r2l", "21"),  # hydra's defaults against ProFTPD: 37 of 72
     known("ftp_guess_many.pcap", "r2l", "21",
         reason="hydra's default 16 tasks against vsftpd: 30 of 72 connections "
         "classed r2l. Each wave opens 16 at once, and the model calls those with 10 or more "
