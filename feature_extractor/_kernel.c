@@ -457,6 +457,50 @@ static int decode_ip(int linktype, const uint8_t *f, Py_ssize_t n, Datagram *d) 
     return -1 - (ethertype == -1 ? R_OTHER_ETHERTYPE : ethertype_reason(ethertype));
 }
 
+/* Mirrored traffic often arrives in a tunnel: VXLAN (udp/4789, cloud traffic mirroring) and
+   GRE carrying IP, Ethernet or ERSPAN type I/II/III (remote SPAN). As Suricata does by
+   default, the packet inside is what is analysed; its frame's bytes stay the outer ones. */
+#define TUNNEL_DEPTH 2
+
+static Py_ssize_t tunnel_offset(const Datagram *d, int *inner_link) {
+    const uint8_t *p = d->payload;
+    Py_ssize_t n = d->caplen;
+    if (d->more_fragments || d->frag_offset) return -1;
+    if (d->proto == 17) {
+        if (n < 16 || be16(p + 2) != 4789 || !(p[8] & 0x08)) return -1;
+        *inner_link = 1;
+        return 16;
+    }
+    if (d->proto != 47 || n < 4 || (p[1] & 0x07) || (p[0] & 0x40)) return -1;
+    Py_ssize_t off = 4 + (p[0] & 0x80 ? 4 : 0) + (p[0] & 0x20 ? 4 : 0) + (p[0] & 0x10 ? 4 : 0);
+    switch (be16(p + 2)) {
+    case 0x0800:
+    case 0x86DD: *inner_link = 101; break;
+    case 0x6558: *inner_link = 1; break;
+    case 0x88BE: *inner_link = 1; off += p[0] & 0x10 ? 8 : 0; break;  /* II has a sequence */
+    case 0x22EB:                                                         /* III */
+        *inner_link = 1;
+        if (n < off + 12) return -1;
+        off += 12 + (p[off + 11] & 0x01 ? 8 : 0);
+        break;
+    default: return -1;
+    }
+    return off < n ? off : -1;
+}
+
+static int decode_frame(int linktype, const uint8_t *f, Py_ssize_t n, Datagram *d) {
+    int rc = decode_ip(linktype, f, n, d);
+    for (int depth = 0; rc == 0 && depth < TUNNEL_DEPTH; depth++) {
+        int inner_link;
+        Py_ssize_t off = tunnel_offset(d, &inner_link);
+        if (off < 0) break;
+        Datagram inner;
+        rc = decode_ip(inner_link, d->payload + off, d->caplen - off, &inner);
+        if (rc == 0) *d = inner;
+    }
+    return rc;
+}
+
 typedef struct {
     unsigned sport, dport, flags;
     uint32_t seq;
@@ -1403,7 +1447,7 @@ static int packet(Kernel *k, double ts, int linktype, const uint8_t *f, Py_ssize
     if (!k->packets++) k->first_ts = ts;
     k->bytes += n;
     if (set_time(k, ts) < 0) return -1;
-    int rc = decode_ip(linktype, f, n, d);
+    int rc = decode_frame(linktype, f, n, d);
     if (rc < 0) {
         k->skipped[-1 - rc]++;
         return 0;

@@ -264,6 +264,42 @@ def _records_of(packets):
     return ex.drain()
 
 
+def _mirrored(proto: int, payload: bytes) -> bytes:
+    """A mirroring switch's packet: Ethernet and IPv4, 192.0.2.250 to the sensor's .251."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0, 0, 64, proto, 0,
+                     bytes((192, 0, 2, 250)), bytes((192, 0, 2, 251)))
+    return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + ip + payload
+
+
+SEQUENCE = b"\x00\x00\x01\x00"
+TUNNELS = {  # name: the mirrored packet carrying one Ethernet frame
+    "vxlan": lambda f: _mirrored(17, struct.pack("!HHHH", 50000, 4789, 16 + len(f), 0)
+                                 + b"\x08\x00\x00\x00\x00\x00\x2a\x00" + f),
+    "gre_ethernet": lambda f: _mirrored(47, b"\x00\x00\x65\x58" + f),
+    "gre_ip_checksum_key": lambda f: _mirrored(47, b"\xa0\x00\x08\x00" + b"\x00" * 4
+                                               + b"\x00\x00\x00\x07" + f[14:]),
+    "erspan_1": lambda f: _mirrored(47, b"\x00\x00\x88\xbe" + f),
+    "erspan_2": lambda f: _mirrored(47, b"\x10\x00\x88\xbe" + SEQUENCE
+                                    + b"\x10\x00\x00\x05\x00\x00\x00\x00" + f),
+    "erspan_3_subheader": lambda f: _mirrored(47, b"\x10\x00\x22\xeb" + SEQUENCE
+                                              + b"\x20\x00\x00\x05" + b"\x00" * 7 + b"\x01"
+                                              + b"\x00" * 8 + f),
+}
+
+
+@pytest.mark.parametrize("tunnel", TUNNELS)
+def test_tunnelled_mirror_traffic_gives_the_plain_captures_records(tunnel):
+    packets = list(read_captures([str(PCAPS / "realtools" / "normal_web.pcap")]))
+    assert {linktype for _, linktype, _ in packets} == {1}
+    wrapped = [(ts, 1, TUNNELS[tunnel](frame)) for ts, _, frame in packets]
+
+    def view(records):
+        return [(r.ts, r.src_ip, r.src_port, r.dst_ip, r.dst_port, r.features) for r in records]
+
+    plain = view(_records_of(packets))
+    assert plain and view(_records_of(wrapped)) == plain
+
+
 def test_a_segment_with_ip_length_zero_is_read_to_the_frames_end():
     """Captures taken on the sending host carry TSO super-segments whose IPv4 total length
     is 0 (Zeek reads them to the frame's end, and so do we)."""
