@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 from feature_extractor import capture_file
 from feature_extractor.capture_file import CaptureError, feed_captures, open_capture, read_captures
 from feature_extractor.extractor import Extractor
-from tests.conftest import PUBLIC, SYNTHETIC, extract_file, shared_pcap
+from tests.conftest import PCAPS, PUBLIC, SYNTHETIC, extract_file, shared_pcap
 
 CLI = [sys.executable, "-m", "sensor.cli"]
 
@@ -112,6 +113,32 @@ def test_stdin():
     out = run_extract("-", stdin=data)
     assert out.returncode == 0
     assert len(out.stdout.decode().splitlines()) == 10  # one record per ICMP message
+
+
+@pytest.mark.parametrize("path", [PCAPS / "realtools" / "normal_ftp.pcap",
+                                  PUBLIC / "cs_ip_frag_source.pcapng"], ids=lambda p: p.name)
+def test_gzip_compressed_captures_give_the_same_records(tmp_path, path):
+    packed = tmp_path / (path.name + ".gz")
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    assert list(read_captures([str(packed)])) == list(read_captures([str(path)]))
+    plain, compressed = run_extract(str(path)), run_extract(str(packed))
+    assert compressed.returncode == 0 and compressed.stdout == plain.stdout
+    piped = run_extract("-", stdin=packed.read_bytes())
+    assert piped.stdout == plain.stdout
+
+
+def test_truncated_gzip_keeps_records_before_the_damage(tmp_path):
+    source = PCAPS / "realtools" / "normal_ftp.pcap"
+    whole = [p[0] for p in open_capture(str(source))]
+    packed = gzip.compress(source.read_bytes())
+    path = tmp_path / "cut.pcap.gz"
+    path.write_bytes(packed[:len(packed) // 2])
+    got = []
+    with pytest.raises(CaptureError) as err:
+        for p in open_capture(str(path)):
+            got.append(p[0])
+    assert "gzip data cut short" in str(err.value) and str(path) in str(err.value)
+    assert 0 < len(got) < len(whole) and got == whole[:len(got)]
 
 
 def test_output_format_matches_nsl_kdd():
