@@ -1424,7 +1424,9 @@ static int datagram(Kernel *k, double ts, const Datagram *d, int wrong, Py_ssize
     }
     if (!c && !(c = new_connection(k, key, h, ts, d, &s))) return -1;
     int from_orig = memcmp(d->src, c->orig_addr, alen) == 0 && s.sport == c->orig_port;
-    c->last = ts;
+    /* A packet stamped before the connection's latest (merged captures, a clock stepped back,
+       capture queues interleaving) does not move it back: durations stay non-negative. */
+    if (ts > c->last) c->last = ts;
     if (from_orig) { c->orig_pkts++; c->orig_fb += frame_len; }
     else { c->resp_pkts++; c->resp_fb += frame_len; }
     if (wrong) c->wrong_fragment = c->wrong_fragment + wrong < 3 ? c->wrong_fragment + wrong : 3;

@@ -300,6 +300,30 @@ def test_tunnelled_mirror_traffic_gives_the_plain_captures_records(tunnel):
     assert plain and view(_records_of(wrapped)) == plain
 
 
+def test_a_packet_stamped_back_in_time_moves_no_connection_back():
+    """Merged captures and stepped clocks put packets out of time order; a connection's
+    duration stays what its in-order packets make it, never negative."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+
+    packets = list(read_captures([str(PCAPS / "realtools" / "normal_telnet.pcap")]))
+    plain = _records_of(packets)
+    seen, stepped = set(), []
+    for i, (ts, linktype, frame) in enumerate(packets):
+        pkt = Ether(frame)
+        if TCP in pkt:
+            flow = frozenset(((pkt[IP].src, pkt[TCP].sport), (pkt[IP].dst, pkt[TCP].dport)))
+            if flow in seen and i % 3 == 0:
+                ts -= 3600  # not a connection's first packet
+            seen.add(flow)
+        stepped.append((ts, linktype, frame))
+    assert sum(a[0] != b[0] for a, b in zip(stepped, packets, strict=True)) > 10
+    got = _records_of(stepped)
+    assert any(r.features[0] > 0 for r in plain)
+    assert [(r.src_port, r.features[0]) for r in got] == [(r.src_port, r.features[0])
+                                                          for r in plain]
+
+
 def test_a_segment_with_ip_length_zero_is_read_to_the_frames_end():
     """Captures taken on the sending host carry TSO super-segments whose IPv4 total length
     is 0 (Zeek reads them to the frame's end, and so do we)."""
