@@ -364,3 +364,5 @@ capture scan_slow scan_slow
 capture ftp_guess_many ftp_guess_many
 capture normal_keepalive normal_keepalive
 capture ftp_guess_proftpd ftp_guess_proftpd
+capture scan_frag nmap_scan -sS -f -p 1-300
+capture scan_decoy nmap_scan -sS -D 10.200.0.77,10.200.0.78,ME -p 1-300

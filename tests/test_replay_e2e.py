@@ -86,6 +86,8 @@ ATTACKS = [
     ("scan_version.pcap", "probe", None),  # nmap -sV over the top 50 ports (service probes)
     ("scan_ipv6.pcap", "probe", None),     # nmap -6 -sS -p 1-1000 over IPv6
     ("scan_slow.pcap", "probe", None),     # nmap -sS -T2 -p 1-60: 0.4 s between probes
+    ("scan_frag.pcap", "probe", None),     # nmap -sS -f: every probe in 8-byte IP fragments
+    ("scan_decoy.pcap", "probe", None),    # nmap -sS -D: each probe also from 2 decoy sources
     known("udp_flood.pcap", "dos", None,
         reason="NSL-KDD's training data has no UDP flood: hping3's 5,000 "
         "datagrams to udp/53 are classed probe"),
