@@ -175,6 +175,9 @@ static const char *REASON_NAMES[N_REASONS] = {
     "truncated_tcp", "bad_tcp_header", "truncated_udp", "bad_udp_header", "truncated_icmp",
     "other_ethertype", "arp", "rarp", "lldp", "pppoe_discovery", "eapol", "mpls"};
 
+enum { T_VXLAN, T_GRE, T_ERSPAN, N_TUNNELS };
+static const char *TUNNEL_NAMES[N_TUNNELS] = {"vxlan", "gre", "erspan"};
+
 #define TIME_WINDOW 2.0
 #define COUNT_CAP 511
 #define HOST_WINDOW 255
@@ -316,6 +319,7 @@ typedef struct {
     size_t n_records, cap_records;
     /* counters */
     int64_t packets, bytes, evicted, expired[N_QUEUES], skipped[N_REASONS], by_proto[3];
+    int64_t tunnelled[N_TUNNELS];
     /* what the hooks last answered */
     Py_ssize_t ftp_expected;
     int fragments_pending;
@@ -462,43 +466,37 @@ static int decode_ip(int linktype, const uint8_t *f, Py_ssize_t n, Datagram *d) 
    default, the packet inside is what is analysed; its frame's bytes stay the outer ones. */
 #define TUNNEL_DEPTH 2
 
-static Py_ssize_t tunnel_offset(const Datagram *d, int *inner_link) {
+static Py_ssize_t tunnel_offset(const Datagram *d, int *inner_link, int *kind) {
     const uint8_t *p = d->payload;
     Py_ssize_t n = d->caplen;
     if (d->more_fragments || d->frag_offset) return -1;
     if (d->proto == 17) {
         if (n < 16 || be16(p + 2) != 4789 || !(p[8] & 0x08)) return -1;
         *inner_link = 1;
+        *kind = T_VXLAN;
         return 16;
     }
     if (d->proto != 47 || n < 4 || (p[1] & 0x07) || (p[0] & 0x40)) return -1;
     Py_ssize_t off = 4 + (p[0] & 0x80 ? 4 : 0) + (p[0] & 0x20 ? 4 : 0) + (p[0] & 0x10 ? 4 : 0);
+    *kind = T_GRE;
     switch (be16(p + 2)) {
     case 0x0800:
     case 0x86DD: *inner_link = 101; break;
     case 0x6558: *inner_link = 1; break;
-    case 0x88BE: *inner_link = 1; off += p[0] & 0x10 ? 8 : 0; break;  /* II has a sequence */
+    case 0x88BE:                                                         /* II has a sequence */
+        *inner_link = 1;
+        *kind = T_ERSPAN;
+        off += p[0] & 0x10 ? 8 : 0;
+        break;
     case 0x22EB:                                                         /* III */
         *inner_link = 1;
+        *kind = T_ERSPAN;
         if (n < off + 12) return -1;
         off += 12 + (p[off + 11] & 0x01 ? 8 : 0);
         break;
     default: return -1;
     }
     return off < n ? off : -1;
-}
-
-static int decode_frame(int linktype, const uint8_t *f, Py_ssize_t n, Datagram *d) {
-    int rc = decode_ip(linktype, f, n, d);
-    for (int depth = 0; rc == 0 && depth < TUNNEL_DEPTH; depth++) {
-        int inner_link;
-        Py_ssize_t off = tunnel_offset(d, &inner_link);
-        if (off < 0) break;
-        Datagram inner;
-        rc = decode_ip(inner_link, d->payload + off, d->caplen - off, &inner);
-        if (rc == 0) *d = inner;
-    }
-    return rc;
 }
 
 typedef struct {
@@ -1442,6 +1440,22 @@ static int datagram(Kernel *k, double ts, const Datagram *d, int wrong, Py_ssize
     return 0;
 }
 
+static int decode_frame(Kernel *k, int linktype, const uint8_t *f, Py_ssize_t n, Datagram *d) {
+    int rc = decode_ip(linktype, f, n, d);
+    for (int depth = 0; rc == 0 && depth < TUNNEL_DEPTH; depth++) {
+        int inner_link, kind;
+        Py_ssize_t off = tunnel_offset(d, &inner_link, &kind);
+        if (off < 0) break;
+        Datagram inner;
+        rc = decode_ip(inner_link, d->payload + off, d->caplen - off, &inner);
+        if (rc == 0) {
+            *d = inner;
+            k->tunnelled[kind]++;
+        }
+    }
+    return rc;
+}
+
 /* One frame: 0 done, 1 a fragment left in *d for the caller, -1 error. */
 static int packet(Kernel *k, double ts, int linktype, const uint8_t *f, Py_ssize_t n,
                   Datagram *d) {
@@ -1449,7 +1463,7 @@ static int packet(Kernel *k, double ts, int linktype, const uint8_t *f, Py_ssize
     if (!k->packets++) k->first_ts = ts;
     k->bytes += n;
     if (set_time(k, ts) < 0) return -1;
-    int rc = decode_frame(linktype, f, n, d);
+    int rc = decode_frame(k, linktype, f, n, d);
     if (rc < 0) {
         k->skipped[-1 - rc]++;
         return 0;
@@ -1753,7 +1767,14 @@ static PyObject *K_drain_csv(Kernel *k, PyObject *arg) {
 
 static PyObject *K_stats(Kernel *k, PyObject *unused) {
     PyObject *skipped = PyDict_New(), *expired = PyDict_New(), *records = PyDict_New();
-    if (!skipped || !expired || !records) goto fail;
+    PyObject *tunnelled = PyDict_New();
+    if (!skipped || !expired || !records || !tunnelled) goto fail;
+    for (int i = 0; i < N_TUNNELS; i++)
+        if (k->tunnelled[i]) {
+            PyObject *v = PyLong_FromLongLong(k->tunnelled[i]);
+            if (!v || PyDict_SetItemString(tunnelled, TUNNEL_NAMES[i], v) < 0) { Py_XDECREF(v); goto fail; }
+            Py_DECREF(v);
+        }
     for (int i = 0; i < N_REASONS; i++)
         if (k->skipped[i]) {
             PyObject *v = PyLong_FromLongLong(k->skipped[i]);
@@ -1771,11 +1792,13 @@ static PyObject *K_stats(Kernel *k, PyObject *unused) {
             if (!v || PyDict_SetItem(records, k->proto_names[i], v) < 0) { Py_XDECREF(v); goto fail; }
             Py_DECREF(v);
         }
-    return Py_BuildValue("{sLsLsLsnsNsNsNsd}", "packets", (long long)k->packets, "bytes",
+    return Py_BuildValue("{sLsLsLsnsNsNsNsNsd}", "packets", (long long)k->packets, "bytes",
                          (long long)k->bytes, "evicted", (long long)k->evicted, "active",
                          (Py_ssize_t)k->conns.count, "skipped", skipped, "expired", expired,
-                         "records", records, "first_ts", k->packets ? k->first_ts : NAN);
+                         "records", records, "tunnelled", tunnelled,
+                         "first_ts", k->packets ? k->first_ts : NAN);
 fail:
+    Py_XDECREF(tunnelled);
     Py_XDECREF(skipped);
     Py_XDECREF(expired);
     Py_XDECREF(records);

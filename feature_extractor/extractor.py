@@ -211,6 +211,11 @@ class Extractor:
         return Counter(self._kernel.stats()["skipped"])
 
     @property
+    def tunnelled(self) -> Counter:
+        """Packets opened from a mirror tunnel, by kind (vxlan, gre, erspan)."""
+        return Counter(self._kernel.stats()["tunnelled"])
+
+    @property
     def connections(self) -> Counter:
         """Records by protocol."""
         return Counter(self._kernel.stats()["records"])

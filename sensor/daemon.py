@@ -257,6 +257,9 @@ def summary_table(pipeline: Pipeline, elapsed: float, first_ts: float | None) ->
         kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(s["decode_errors"].items(),
                                                           key=lambda kv: -kv[1]))
         rows.append(("skipped packets", f"{skipped:,} ({kinds})"))
+    if s["tunnelled"]:
+        rows.append(("tunnelled packets", ", ".join(
+            f"{k} {v:,}" for k, v in sorted(s["tunnelled"].items()))))
     records = sum(s["records"].values())
     rows.append(("connections", f"{records:,} (" + ", ".join(
         f"{k} {v:,}" for k, v in sorted(s["records"].items())) + ")"))

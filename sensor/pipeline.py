@@ -201,6 +201,7 @@ class Pipeline:
         out = {
             "packets": self.packets,
             "decode_errors": dict(ex.skipped),
+            "tunnelled": dict(ex.tunnelled),
             "connections_active": len(ex.table),
             "connections_expired": dict(ex.table.expired),
             "connections_evicted": ex.table.evicted,

@@ -25,6 +25,8 @@ def prometheus_text(stats: dict, capture: dict | None = None) -> str:
                [({}, capture.get("interface_dropped", 0))])
     metric("decode_errors_total", "counter", "Packets skipped, by reason.",
            [({"kind": k}, v) for k, v in sorted(stats["decode_errors"].items())])
+    metric("tunnelled_packets_total", "counter", "Packets opened from a mirror tunnel, by kind.",
+           [({"kind": k}, v) for k, v in sorted(stats["tunnelled"].items())])
     metric("connections_active", "gauge", "Open connections.",
            [({}, stats["connections_active"])])
     metric("connections_expired_total", "counter", "Connections ended by timeout class.",
