@@ -303,7 +303,7 @@ ftp_guess_proftpd() {  # hydra's defaults against ProFTPD, 3 logins a session. p
         "DelayTable none" "UseIPv6 off" "WtmpLog off" "MaxLoginAttempts 3" > "$WORK/proftpd.conf"
     in_srv proftpd -n -q -c "$WORK/proftpd.conf" >/dev/null 2>&1 & local proftpd=$!
     sleep 2
-    in_atk hydra -l alice -P "$WORK/words200.txt" -f "ftp://$S" >/dev/null 2>&1
+    ftp_guess_many
     kill $proftpd; wait $proftpd 2>/dev/null || true; }
 fragments() { in_atk "$PY" "$HERE/send_fragments.py" "$1" $S; }
 

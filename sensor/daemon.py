@@ -249,33 +249,36 @@ class Progress:
         sys.stderr.write("\r" + " " * 100 + "\r")
 
 
+def _listed(items) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in items)
+
+
+def _total(counts: dict, items=None) -> str:
+    """`total (kind n, kind n)`, kinds sorted by name unless `items` orders them."""
+    return f"{sum(counts.values()):,} ({_listed(items or sorted(counts.items()))})"
+
+
 def summary_table(pipeline: Pipeline, elapsed: float, first_ts: float | None) -> str:
     s = pipeline.stats()
     rows = [("packets", f"{s['packets']:,}")]
-    skipped = sum(s["decode_errors"].values())
-    if skipped:
-        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(s["decode_errors"].items(),
-                                                          key=lambda kv: -kv[1]))
-        rows.append(("skipped packets", f"{skipped:,} ({kinds})"))
+    if s["decode_errors"]:
+        rows.append(("skipped packets", _total(s["decode_errors"], sorted(
+            s["decode_errors"].items(), key=lambda kv: -kv[1]))))
     if s["tunnelled"]:
-        rows.append(("tunnelled packets", ", ".join(
-            f"{k} {v:,}" for k, v in sorted(s["tunnelled"].items()))))
+        rows.append(("tunnelled packets", _listed(sorted(s["tunnelled"].items()))))
     records = sum(s["records"].values())
-    rows.append(("connections", f"{records:,} (" + ", ".join(
-        f"{k} {v:,}" for k, v in sorted(s["records"].items())) + ")"))
-    rows.append(("predicted", ", ".join(
-        f"{c} {s['predicted'].get(c, 0):,}" for c in ("normal", "dos", "probe", "r2l", "u2r"))))
-    rows.append(("alerts", f"{sum(s['alerts'].values()):,} (" + ", ".join(
-        f"{k} {v:,}" for k, v in sorted(s["alerts"].items())) + ")"))
+    rows.append(("connections", _total(s["records"])))
+    rows.append(("predicted", _listed(
+        (c, s["predicted"].get(c, 0)) for c in ("normal", "dos", "probe", "r2l", "u2r"))))
+    rows.append(("alerts", _total(s["alerts"])))
     for held in ("suppressed", "thresholded"):
         if s[held]:
-            rows.append((f"alerts {held}", f"{sum(s[held].values()):,} (" + ", ".join(
-                f"{k} {v:,}" for k, v in sorted(s[held].items())) + ")"))
+            rows.append((f"alerts {held}", _total(s[held])))
     if s["connections_evicted"]:
         rows.append(("evicted connections", f"{s['connections_evicted']:,}"))
     for key, counters in s.items():
         if key.startswith("sink_"):
-            rows.append((f"sink {key[5:]}", ", ".join(f"{k} {v:,}" for k, v in counters.items())))
+            rows.append((f"sink {key[5:]}", _listed(counters.items())))
     if first_ts is not None and pipeline.first_alert_ts:
         rows.append(("first alert (capture time)", ", ".join(
             f"{k} +{v - first_ts:.2f} s" for k, v in sorted(pipeline.first_alert_ts.items()))))
