@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import socket
 import struct
@@ -18,9 +18,12 @@ def flow_key(src: str, dst: str, proto: int, sport: int, dport: int, seed: int =
 
     For ICMP/ICMPv6, sport is the type and dport the code, as in Zeek and Suricata.
     """
-    family = socket.AF_INET6 if ":" in src else socket.AF_INET
-    saddr = socket.inet_pton(family, src)
-    daddr = socket.inet_pton(family, dst)
+    if ":" in src:
+        saddr = socket.inet_pton(socket.AF_INET6, src)
+        daddr = socket.inet_pton(socket.AF_INET6, dst)
+    else:
+        saddr = socket.inet_aton(src)
+        daddr = socket.inet_aton(dst)
     one_way = False
     if proto in (1, 58):
         table = _ICMP4 if proto == 1 else _ICMP6
@@ -34,7 +37,7 @@ def flow_key(src: str, dst: str, proto: int, sport: int, dport: int, seed: int =
 
 
 def community_id_of(key: bytes) -> str:
-    return "1:" + base64.b64encode(hashlib.sha1(key).digest()).decode("ascii")
+    return "1:" + binascii.b2a_base64(hashlib.sha1(key).digest(), newline=False).decode("ascii")
 
 
 def community_id(src: str, dst: str, proto: int, sport: int, dport: int, seed: int = 0) -> str:

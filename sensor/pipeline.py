@@ -14,8 +14,6 @@ import time
 from collections import Counter, OrderedDict
 from typing import TextIO
 
-import numpy as np
-
 from feature_extractor.extractor import Extractor
 from feature_extractor.record import CLASSES, FEATURE_NAMES, ConnectionRecord, format_features
 from models.runtime import Classifier
@@ -61,7 +59,7 @@ class Pipeline:
         self.connection_log = connection_log
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
-        self.cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.cache: OrderedDict[tuple, tuple[str, float, dict]] = OrderedDict()
         self.cache_size = cache_size
         self.host = host
         self.pcap_filename: str | None = None
@@ -135,17 +133,18 @@ class Pipeline:
     def _classify(self, batch: list[ConnectionRecord]) -> None:
         # Keyed by the 41 raw features, which decide the encoding: a flood's repeats skip the
         # encoding as well as the model (encoding was a fifth of a spoofed flood's time), and
-        # repeats within one batch go to the model once.
-        keys = [tuple(r.features) for r in batch]
-        probs = np.empty((len(batch), len(CLASSES)), dtype=np.float32)
+        # repeats within one batch go to the model once. An answer is kept as Python values
+        # (class, confidence, probabilities), so a repeat costs a dict lookup.
+        answers: list = [None] * len(batch)
         misses: dict[tuple, list[int]] = {}
         cache = self.cache
-        for i, key in enumerate(keys):
+        for i, record in enumerate(batch):
+            key = tuple(record.features)
             hit = cache.get(key)
             if hit is None:
                 misses.setdefault(key, []).append(i)
             else:
-                probs[i] = hit
+                answers[i] = hit
         self.cache_hits += len(batch) - len(misses)
         if misses:
             x = self.classifier.encoding.encode([batch[where[0]].features
@@ -156,23 +155,25 @@ class Pipeline:
             self.batches += 1
             self.inference_seconds += took
             self.inference_max = max(self.inference_max, took)
-            for (key, where), answer in zip(misses.items(), out, strict=True):
-                probs[where] = answer
-                cache[key] = answer
+            for (key, where), row in zip(misses.items(), out.tolist(), strict=True):
+                k = max(range(len(row)), key=row.__getitem__)  # the first maximum, as argmax
+                answer = cache[key] = (CLASSES[k], row[k], probabilities_of(row))
+                for i in where:
+                    answers[i] = answer
             while len(cache) > self.cache_size:
                 cache.popitem(last=False)
-        winners = probs.argmax(axis=1).tolist()
-        rows = probs.tolist()
         log = self.connection_log
-        for record, row, k in zip(batch, rows, winners, strict=True):
-            cls = CLASSES[k]
-            self.by_class[cls] += 1
+        by_class = self.by_class
+        confidence = self.confidence
+        version = self.classifier.version
+        pcap = self.pcap_filename
+        for record, (cls, p, probabilities) in zip(batch, answers, strict=True):
+            by_class[cls] += 1
             if log is not None:
-                log.write(record, cls, row[k])
-            if k and row[k] >= self.confidence[cls]:
-                self._alert(Alert(record, cls, probabilities_of(row), self.classifier.version,
-                                  self.pcap_filename,
-                                  record.emit_packet if self.pcap_filename else None))
+                log.write(record, cls, p)
+            if cls != "normal" and p >= confidence[cls]:
+                self._alert(Alert(record, cls, probabilities, version, pcap,
+                                  record.emit_packet if pcap else None))
 
     def _alert(self, alert: Alert) -> None:
         if not self.filter.allow(alert):

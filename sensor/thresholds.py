@@ -15,9 +15,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections import Counter, OrderedDict
-from functools import lru_cache
 
-from feature_extractor.record import FEATURE_NAMES
+from feature_extractor.record import CLASSES, FEATURE_NAMES
 from sensor.alerts import Alert
 
 MAX_TRACKED = 100_000
@@ -26,12 +25,13 @@ _LAND = FEATURE_NAMES.index("land")
 
 
 SIDES = {"by_src": (0,), "by_dst": (1,), "by_either": (0, 1)}  # (source, destination)
+TRACKED = {"by_src": 0, "by_dst": 1, "by_both": 2, "by_rule": 3}
+ATTACKS = CLASSES[1:]
+MAX_VERDICTS = 65_536
 
 
-@lru_cache(maxsize=4096)
 def _address(text: str) -> tuple[int, int]:
-    """(IP version, address as an integer), in a seventh of ipaddress.ip_address's time and
-    cached: a flood's every alert passes here, most of them with one victim's address."""
+    """(IP version, address as an integer), in a seventh of ipaddress.ip_address's time."""
     if ":" in text:
         return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
     return 4, int.from_bytes(socket.inet_aton(text), "big")
@@ -39,57 +39,66 @@ def _address(text: str) -> tuple[int, int]:
 
 class AlertFilter:
     def __init__(self, thresholds: list[dict], suppress: list[dict]):
-        self.thresholds = thresholds
-        self.suppress = []  # (version, network as int, netmask as int, sides, class)
+        self.rules = [(r.get("class", "any"), r.get("flag"), r.get("land"), r["type"],
+                       TRACKED[r["track"]], r["count"], r["seconds"]) for r in thresholds]
+        # Per side (source, destination): the CIDRs watching it, and the classes suppressed
+        # at each address seen there. A flood's every alert passes here with one victim's
+        # address, so the verdict is worked out once per address.
+        self.watching: tuple[list, list] = ([], [])  # (version, network, netmask, classes)
         for r in suppress:
             net = ipaddress.ip_network(str(r["cidr"]), strict=False)
-            self.suppress.append((net.version, int(net.network_address), int(net.netmask),
-                                  SIDES[r.get("track", "by_either")], r.get("class", "any")))
-        self.state: OrderedDict = OrderedDict()  # (rule, key) -> [window start, events, alerts]
+            cls = r.get("class", "any")
+            for side in SIDES[r.get("track", "by_either")]:
+                self.watching[side].append((net.version, int(net.network_address),
+                                            int(net.netmask), ATTACKS if cls == "any" else (cls,)))
+        self.verdicts: tuple[dict, dict] = ({}, {})  # address -> classes suppressed there
+        self.state: OrderedDict = OrderedDict()  # (rule, class, key) -> [start, events, alerts]
         self.suppressed: Counter = Counter()      # by class
         self.thresholded: Counter = Counter()
 
     def allow(self, alert: Alert) -> bool:
         cls = alert.attack_class
         r = alert.record
-        if self.suppress and self._suppressed(cls, (r.src_ip, r.dst_ip)):
+        src_rules, dst_rules = self.watching
+        if (dst_rules and cls in self._suppressed_at(1, r.dst_ip)) or (
+                src_rules and cls in self._suppressed_at(0, r.src_ip)):
             self.suppressed[cls] += 1
             return False
-        for i, rule in enumerate(self.thresholds):
-            if rule.get("class", "any") not in ("any", cls) or (
-                    "flag" in rule and rule["flag"] != r.features[_FLAG]) or (
-                    "land" in rule and rule["land"] != bool(r.features[_LAND])):
+        for i, (rule_class, flag, land, kind, track, count, seconds) in enumerate(self.rules):
+            if rule_class != "any" and rule_class != cls or (
+                    flag is not None and flag != r.features[_FLAG]) or (
+                    land is not None and land != bool(r.features[_LAND])):
                 continue
-            if self._rule_allows(i, cls, rule, r.src_ip, r.dst_ip, r.emit_ts):
+            tracked = (r.src_ip, r.dst_ip, (r.src_ip, r.dst_ip), None)[track]
+            if self._rule_allows((i, cls, tracked), kind, count, seconds, r.emit_ts):
                 return True
             self.thresholded[cls] += 1
             return False
         return True
 
-    def _suppressed(self, cls: str, addresses: tuple[str, str]) -> bool:
-        for version, network, mask, sides, rule_class in self.suppress:
-            if rule_class not in ("any", cls):
-                continue
-            for side in sides:
-                v, address = _address(addresses[side])
-                if v == version and address & mask == network:
-                    return True
-        return False
+    def _suppressed_at(self, side: int, text: str) -> frozenset:
+        verdicts = self.verdicts[side]
+        classes = verdicts.get(text)
+        if classes is None:
+            version, address = _address(text)
+            classes = frozenset(c for v, network, mask, rule_classes in self.watching[side]
+                                if v == version and address & mask == network
+                                for c in rule_classes)
+            if len(verdicts) >= MAX_VERDICTS:
+                verdicts.clear()
+            verdicts[text] = classes
+        return classes
 
-    def _rule_allows(self, i: int, cls: str, rule: dict, src: str, dst: str, now: float) -> bool:
+    def _rule_allows(self, key: tuple, kind: str, count: int, seconds: float,
+                     now: float) -> bool:
         """Counted per rule, per signature (class) and per tracked address, as Suricata does."""
-        track = rule["track"]
-        tracked = {"by_src": src, "by_dst": dst, "by_both": (src, dst), "by_rule": None}[track]
-        key = (i, cls, tracked)
         st = self.state.get(key)
-        if st is None or now - st[0] >= rule["seconds"]:
+        if st is None or now - st[0] >= seconds:
             st = [now, 0, 0]
             self.state[key] = st
             if len(self.state) > MAX_TRACKED:
                 self.state.popitem(last=False)
         st[1] += 1
-        count = rule["count"]
-        kind = rule["type"]
         if kind == "limit":
             allowed = st[1] <= count
         elif kind == "threshold":
