@@ -226,6 +226,10 @@ typedef struct Conn {
     } lines[2];
     int16_t service;
     int64_t orig_bytes, resp_bytes, orig_base, resp_base, orig_next, resp_next;
+    /* [from_orig] each side's stream relative to its base: seen without a hole up to
+       contig, and one block seen beyond a hole (a segment overtaken on the wire) */
+    uint32_t contig[2], ahead_start[2], ahead_end[2];
+    uint32_t fin_end[2];      /* where each side's FIN ends its stream, 0 before one is seen */
     int64_t urgent, wrong_fragment, orig_pkts, resp_pkts, orig_fb, resp_fb;
     PyObject *analyzer_cls; /* borrowed from the kernel's analyzer list */
     PyObject *analyzer;     /* owned, made on the first payload */
@@ -320,6 +324,7 @@ typedef struct {
     /* counters */
     int64_t packets, bytes, evicted, expired[N_QUEUES], skipped[N_REASONS], by_proto[3];
     int64_t tunnelled[N_TUNNELS];
+    int64_t acks, gaps, gap_bytes; /* capture loss, as Zeek estimates it */
     /* what the hooks last answered */
     Py_ssize_t ftp_expected;
     int fragments_pending;
@@ -501,7 +506,7 @@ static Py_ssize_t tunnel_offset(const Datagram *d, int *inner_link, int *kind) {
 
 typedef struct {
     unsigned sport, dport, flags;
-    uint32_t seq;
+    uint32_t seq, ack;
     const uint8_t *payload;
     Py_ssize_t caplen, length;
 } Segment;
@@ -515,6 +520,7 @@ static int decode_transport(int proto, const uint8_t *p, Py_ssize_t caplen,
         s->sport = be16(p);
         s->dport = be16(p + 2);
         s->seq = be32(p + 4);
+        s->ack = be32(p + 8);
         s->flags = p[13];
         s->payload = p + (hlen < caplen ? hlen : caplen);
         s->caplen = caplen > hlen ? caplen - hlen : 0;
@@ -1336,6 +1342,55 @@ static int count_bytes(Kernel *k, Conn *c, int from_orig, const Segment *s) {
     return 0;
 }
 
+/* Capture loss the way Zeek estimates it on a span port: an ACK for data of the other side
+ * that the sensor never saw (a hole before the ACKed point, its FIN allowed for) is one gap,
+ * counted once. The share of ACKs that reveal a gap catches drops in the switch or the
+ * mirror, which no kernel counter sees. One block beyond a hole is remembered, so a segment
+ * overtaken on the wire is no gap. */
+static void stream_seen(Conn *c, int from_orig, const Segment *s) {
+    uint32_t base = (uint32_t)(from_orig ? c->orig_base : c->resp_base);
+    uint32_t start = s->seq - base, end = start + (uint32_t)s->length;
+    if (end >= 0x80000000u) return;        /* wholly before the base */
+    if (start >= 0x80000000u) start = 0;
+    uint32_t *contig = &c->contig[from_orig];
+    uint32_t *a0 = &c->ahead_start[from_orig], *a1 = &c->ahead_end[from_orig];
+    if (start <= *contig) {
+        if (end > *contig) *contig = end;
+        if (*a1 && *a0 <= *contig) {
+            if (*a1 > *contig) *contig = *a1;
+            *a0 = *a1 = 0;
+        }
+    } else if (!*a1 || (start <= *a1 && end >= *a0)) {
+        *a0 = *a1 && *a0 < start ? *a0 : start;
+        *a1 = *a1 > end ? *a1 : end;
+    } else if (start < *a0) {              /* keep the block nearest the hole */
+        *a0 = start;
+        *a1 = end;
+    }
+}
+
+static void ack_seen(Kernel *k, Conn *c, int from_orig, uint32_t ack) {
+    int data_side = !from_orig;
+    int64_t base = data_side ? c->orig_base : c->resp_base;
+    if (base < 0) return;                  /* nothing of the other side seen: no reference */
+    k->acks++;
+    uint32_t acked = ack - (uint32_t)base;
+    if (acked >= 0x80000000u) return;      /* before what was seen (joined mid-stream) */
+    uint32_t *contig = &c->contig[data_side];
+    uint32_t fin_end = c->fin_end[data_side];
+    if (acked <= *contig || (fin_end && acked <= fin_end && fin_end - 1 <= *contig)) return;
+    uint32_t *a0 = &c->ahead_start[data_side], *a1 = &c->ahead_end[data_side];
+    uint32_t missing = acked - *contig - (fin_end && fin_end <= acked); /* a FIN seen is no loss */
+    if (*a1 && *a0 <= acked) {  /* the block seen beyond the hole: no loss, and contiguous now */
+        missing -= (*a1 < acked ? *a1 : acked) - *a0;
+        if (*a1 > acked) acked = *a1;
+        *a0 = *a1 = 0;
+    }
+    k->gaps++;
+    k->gap_bytes += missing;
+    *contig = acked;
+}
+
 /* One TCP segment; 1 when the connection has just closed (RST or both FINs). */
 static int tcp_update(Kernel *k, Conn *c, int from_orig, const Segment *s) {
     unsigned flags = s->flags;
@@ -1356,6 +1411,8 @@ static int tcp_update(Kernel *k, Conn *c, int from_orig, const Segment *s) {
         int64_t base = (uint32_t)(s->seq + 1);
         if (from_orig) c->orig_base = c->orig_next = base;
         else c->resp_base = c->resp_next = base;
+        c->contig[from_orig] = c->ahead_start[from_orig] = c->ahead_end[from_orig] = 0;
+        c->fin_end[from_orig] = 0;
     } else {
         if ((flags & F_FIN) && state != RESET) state = CLOSED;
         else if (state == INACTIVE) state = PARTIAL;
@@ -1365,7 +1422,14 @@ static int tcp_update(Kernel *k, Conn *c, int from_orig, const Segment *s) {
     }
     if (from_orig) { c->orig_state = state; c->resp_state = peer; }
     else { c->resp_state = state; c->orig_state = peer; }
-    if (s->length && count_bytes(k, c, from_orig, s) < 0) return -1;
+    if (s->length) {
+        if (count_bytes(k, c, from_orig, s) < 0) return -1;
+        stream_seen(c, from_orig, s);
+    }
+    int64_t own_base = from_orig ? c->orig_base : c->resp_base;
+    if ((flags & F_FIN) && own_base >= 0)
+        c->fin_end[from_orig] = s->seq + (uint32_t)s->length - (uint32_t)own_base + 1;
+    if (flags & F_ACK) ack_seen(k, c, from_orig, s->ack);
     return state == RESET || (c->orig_state == CLOSED && c->resp_state == CLOSED);
 }
 
@@ -1768,7 +1832,9 @@ static PyObject *K_drain_csv(Kernel *k, PyObject *arg) {
 static PyObject *K_stats(Kernel *k, PyObject *unused) {
     PyObject *skipped = PyDict_New(), *expired = PyDict_New(), *records = PyDict_New();
     PyObject *tunnelled = PyDict_New();
-    if (!skipped || !expired || !records || !tunnelled) goto fail;
+    PyObject *loss = Py_BuildValue("{sLsLsL}", "acks", (long long)k->acks, "gaps",
+                                   (long long)k->gaps, "gap_bytes", (long long)k->gap_bytes);
+    if (!skipped || !expired || !records || !tunnelled || !loss) goto fail;
     for (int i = 0; i < N_TUNNELS; i++)
         if (k->tunnelled[i]) {
             PyObject *v = PyLong_FromLongLong(k->tunnelled[i]);
@@ -1792,12 +1858,13 @@ static PyObject *K_stats(Kernel *k, PyObject *unused) {
             if (!v || PyDict_SetItem(records, k->proto_names[i], v) < 0) { Py_XDECREF(v); goto fail; }
             Py_DECREF(v);
         }
-    return Py_BuildValue("{sLsLsLsnsNsNsNsNsd}", "packets", (long long)k->packets, "bytes",
+    return Py_BuildValue("{sLsLsLsnsNsNsNsNsNsd}", "packets", (long long)k->packets, "bytes",
                          (long long)k->bytes, "evicted", (long long)k->evicted, "active",
                          (Py_ssize_t)k->conns.count, "skipped", skipped, "expired", expired,
-                         "records", records, "tunnelled", tunnelled,
+                         "records", records, "tunnelled", tunnelled, "capture_loss", loss,
                          "first_ts", k->packets ? k->first_ts : NAN);
 fail:
+    Py_XDECREF(loss);
     Py_XDECREF(tunnelled);
     Py_XDECREF(skipped);
     Py_XDECREF(expired);

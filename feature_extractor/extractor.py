@@ -216,6 +216,11 @@ class Extractor:
         return Counter(self._kernel.stats()["tunnelled"])
 
     @property
+    def capture_loss(self) -> dict[str, int]:
+        """TCP ACKs judged, and those acknowledging data never captured (gaps, gap_bytes)."""
+        return self._kernel.stats()["capture_loss"]
+
+    @property
     def connections(self) -> Counter:
         """Records by protocol."""
         return Counter(self._kernel.stats()["records"])

@@ -24,7 +24,7 @@ from models.runtime import DEFAULT_MODEL, Classifier, ModelError
 from sensor.config import EX_CONFIG, Config, ConfigError, load_config
 from sensor.pipeline import ConnectionLog, Pipeline
 from sensor.sinks import JournaldSink, SyslogSink, cef_sink, eve_sink, fast_sink
-from sensor.stats import MetricsServer, log_line, prometheus_text
+from sensor.stats import LossWatch, MetricsServer, log_line, loss_percent, prometheus_text
 from sensor.systemd import notify, watchdog_interval
 from sensor.thresholds import AlertFilter
 
@@ -266,6 +266,11 @@ def summary_table(pipeline: Pipeline, elapsed: float, first_ts: float | None) ->
             s["decode_errors"].items(), key=lambda kv: -kv[1]))))
     if s["tunnelled"]:
         rows.append(("tunnelled packets", _listed(sorted(s["tunnelled"].items()))))
+    loss = s["capture_loss"]
+    if loss["acks"]:
+        rows.append(("capture loss", f"{loss_percent(loss):.2f}% ({loss['gaps']:,} of "
+                                     f"{loss['acks']:,} TCP ACKs for data never captured, "
+                                     f"{loss['gap_bytes']:,} bytes)"))
     records = sum(s["records"].values())
     rows.append(("connections", _total(s["records"])))
     rows.append(("predicted", _listed(
@@ -338,6 +343,7 @@ def run_command(args) -> int:
     watchdog = watchdog_interval()
     next_watchdog = next_status = next_stats = time.monotonic()
     stats_every = cfg["stats"]["interval"]
+    loss_watch = LossWatch()
     fd = cap.fileno()
     linktype = cap.linktype
     while not sig.stop:
@@ -359,7 +365,11 @@ def run_command(args) -> int:
             next_status = now + 2.0
         if stats_every and now >= next_stats:
             if next_stats != now:
-                log(log_line(pipeline.stats(), cap.stats()))
+                s = pipeline.stats()
+                log(log_line(s, cap.stats()))
+                warning = loss_watch.check(s["capture_loss"])
+                if warning:
+                    log(warning)
             next_stats = now + stats_every
         _operate(sig, pipeline, args, overrides, False, cap.stats)
     notify("STOPPING=1")

@@ -203,6 +203,7 @@ class Pipeline:
             "packets": self.packets,
             "decode_errors": dict(ex.skipped),
             "tunnelled": dict(ex.tunnelled),
+            "capture_loss": ex.capture_loss,
             "connections_active": len(ex.table),
             "connections_expired": dict(ex.table.expired),
             "connections_evicted": ex.table.evicted,

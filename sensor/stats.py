@@ -27,6 +27,14 @@ def prometheus_text(stats: dict, capture: dict | None = None) -> str:
            [({"kind": k}, v) for k, v in sorted(stats["decode_errors"].items())])
     metric("tunnelled_packets_total", "counter", "Packets opened from a mirror tunnel, by kind.",
            [({"kind": k}, v) for k, v in sorted(stats["tunnelled"].items())])
+    loss = stats["capture_loss"]
+    metric("tcp_acks_total", "counter", "TCP ACKs checked against the data captured.",
+           [({}, loss["acks"])])
+    metric("tcp_gaps_total", "counter",
+           "TCP ACKs for data never captured (capture loss: a rate of this over tcp_acks).",
+           [({}, loss["gaps"])])
+    metric("tcp_gap_bytes_total", "counter", "Bytes ACKed but never captured.",
+           [({}, loss["gap_bytes"])])
     metric("connections_active", "gauge", "Open connections.",
            [({}, stats["connections_active"])])
     metric("connections_expired_total", "counter", "Connections ended by timeout class.",
@@ -59,12 +67,38 @@ def prometheus_text(stats: dict, capture: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def loss_percent(loss: dict) -> float:
+    """Zeek's capture-loss estimate: the share of ACKs that acknowledge data never seen."""
+    return 100.0 * loss["gaps"] / loss["acks"] if loss["acks"] else 0.0
+
+
+class LossWatch:
+    """Warns, as Zeek's CaptureLoss::Too_Much_Loss notice does, when the share of ACKs for
+    data never captured passes `threshold` percent over one stats interval."""
+
+    def __init__(self, threshold: float = 10.0, minimum_acks: int = 100):
+        self.threshold = threshold
+        self.minimum_acks = minimum_acks
+        self.last = {"acks": 0, "gaps": 0}
+
+    def check(self, loss: dict) -> str | None:
+        acks = loss["acks"] - self.last["acks"]
+        gaps = loss["gaps"] - self.last["gaps"]
+        self.last = {"acks": loss["acks"], "gaps": loss["gaps"]}
+        pct = loss_percent({"acks": acks, "gaps": gaps})
+        if acks < self.minimum_acks or pct < self.threshold:
+            return None
+        return (f"warning: capture loss {pct:.1f}% since the last stats ({gaps} of {acks} TCP "
+                f"ACKs for data never captured): the mirror or TAP is dropping packets")
+
+
 def log_line(stats: dict, capture: dict | None = None) -> str:
     parts = [f"packets={stats['packets']}"]
     if capture:
         parts.append(f"kernel_dropped={capture.get('kernel_dropped', 0)}")
     parts += [f"active={stats['connections_active']}", f"evicted={stats['connections_evicted']}",
               f"decode_errors={sum(stats['decode_errors'].values())}",
+              f"capture_loss={loss_percent(stats['capture_loss']):.2f}%",
               f"alerts={sum(stats['alerts'].values())}",
               f"suppressed={sum(stats['suppressed'].values())}",
               f"batches={stats['inference_batches']}"]
