@@ -175,8 +175,8 @@ static const char *REASON_NAMES[N_REASONS] = {
     "truncated_tcp", "bad_tcp_header", "truncated_udp", "bad_udp_header", "truncated_icmp",
     "other_ethertype", "arp", "rarp", "lldp", "pppoe_discovery", "eapol", "mpls"};
 
-enum { T_VXLAN, T_GRE, T_ERSPAN, N_TUNNELS };
-static const char *TUNNEL_NAMES[N_TUNNELS] = {"vxlan", "gre", "erspan"};
+enum { T_VXLAN, T_GRE, T_ERSPAN, T_MPLS, N_TUNNELS };
+static const char *TUNNEL_NAMES[N_TUNNELS] = {"vxlan", "gre", "erspan", "mpls"};
 
 #define TIME_WINDOW 2.0
 #define COUNT_CAP 511
@@ -341,6 +341,7 @@ typedef struct {
     const uint8_t *payload;
     Py_ssize_t caplen;      /* payload bytes present */
     Py_ssize_t payload_len; /* as the header states */
+    int mpls;               /* under an MPLS label stack */
 } Datagram;
 
 static int ethertype_reason(int ethertype) {
@@ -363,11 +364,13 @@ static inline uint32_t be32(const uint8_t *p) {
 /* Strip the link layer and parse the IP header: 0, or -1 - reason. */
 static int decode_ip(int linktype, const uint8_t *f, Py_ssize_t n, Datagram *d) {
     int ethertype;
-    Py_ssize_t off;
+    Py_ssize_t off = 0;
+    d->mpls = 0;
     if (linktype == 1) {
-        if (n < 14) return -1 - R_TRUNC_LINK;
-        ethertype = be16(f + 12);
-        off = 14;
+    ethernet:
+        if (n < off + 14) return -1 - R_TRUNC_LINK;
+        ethertype = be16(f + off + 12);
+        off += 14;
         while (ethertype == 0x8100 || ethertype == 0x88A8 || ethertype == 0x9100) {
             if (n < off + 4) return -1 - R_TRUNC_LINK;
             ethertype = be16(f + off + 2);
@@ -378,6 +381,27 @@ static int decode_ip(int linktype, const uint8_t *f, Py_ssize_t n, Datagram *d) 
             unsigned ppp = be16(f + off + 6);
             ethertype = ppp == 0x0021 ? 0x0800 : ppp == 0x0057 ? 0x86DD : -1;
             off += 8;
+        }
+        /* MPLS, as Suricata decodes it: labels down to the bottom of the stack, then IPv4
+           or IPv6 (explicit-null labels, else the first nibble), or an Ethernet pseudowire
+           behind its control word (nibble 0), at most two stacks deep. */
+        if ((ethertype == 0x8847 || ethertype == 0x8848) && d->mpls < 2) {
+            d->mpls++;
+            uint32_t entry;
+            int labels = 0;
+            do {
+                if (n < off + 4) return -1 - R_TRUNC_LINK;
+                entry = be32(f + off);
+                off += 4;
+            } while (!(entry & 0x100) && ++labels < 16);
+            if (!(entry & 0x100) || n <= off) return -1 - R_MPLS;
+            unsigned label = entry >> 12, nibble = f[off] >> 4;
+            if (label == 0 || (label != 2 && nibble == 4)) ethertype = 0x0800;
+            else if (label == 2 || nibble == 6) ethertype = 0x86DD;
+            else if (nibble == 0) {
+                off += 4;
+                goto ethernet;
+            } else return -1 - R_MPLS;
         }
     } else if (linktype == 113) {
         if (n < 16) return -1 - R_TRUNC_LINK;
@@ -1506,6 +1530,7 @@ static int datagram(Kernel *k, double ts, const Datagram *d, int wrong, Py_ssize
 
 static int decode_frame(Kernel *k, int linktype, const uint8_t *f, Py_ssize_t n, Datagram *d) {
     int rc = decode_ip(linktype, f, n, d);
+    if (rc == 0 && d->mpls) k->tunnelled[T_MPLS]++;
     for (int depth = 0; rc == 0 && depth < TUNNEL_DEPTH; depth++) {
         int inner_link, kind;
         Py_ssize_t off = tunnel_offset(d, &inner_link, &kind);

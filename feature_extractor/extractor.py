@@ -212,7 +212,7 @@ class Extractor:
 
     @property
     def tunnelled(self) -> Counter:
-        """Packets opened from a mirror tunnel, by kind (vxlan, gre, erspan)."""
+        """Packets opened from a mirror tunnel (vxlan, gre, erspan) or an MPLS stack (mpls)."""
         return Counter(self._kernel.stats()["tunnelled"])
 
     @property

@@ -284,7 +284,16 @@ TUNNELS = {  # name: the mirrored packet carrying one Ethernet frame
     "erspan_3_subheader": lambda f: _mirrored(47, b"\x10\x00\x22\xeb" + SEQUENCE
                                               + b"\x20\x00\x00\x05" + b"\x00" * 7 + b"\x01"
                                               + b"\x00" * 8 + f),
+    # a provider's link: two labels (16, then 17 at the bottom of the stack) before the IP
+    # packet, or one label and a pseudowire's control word before the customer's Ethernet
+    "mpls": lambda f: f[:12] + b"\x88\x47" + _label(16, False) + _label(17, True) + f[14:],
+    "mpls_pseudowire": lambda f: (b"\x06" * 6 + b"\x08" * 6 + b"\x88\x47" + _label(99, True)
+                                  + b"\x00" * 4 + f),
 }
+
+
+def _label(label: int, bottom: bool) -> bytes:
+    return struct.pack("!I", label << 12 | bottom << 8 | 64)
 
 
 @pytest.mark.parametrize("tunnel", TUNNELS)
@@ -302,8 +311,19 @@ def test_tunnelled_mirror_traffic_gives_the_plain_captures_records(tunnel):
     ex.finish()
     plain = view(_records_of(packets))
     assert plain and view(ex.drain()) == plain
-    kind = "vxlan" if tunnel == "vxlan" else "erspan" if "erspan" in tunnel else "gre"
+    kind = next(k for k in ("vxlan", "erspan", "mpls", "gre") if k in tunnel)
     assert ex.tunnelled == {kind: len(packets)}  # counted for the operator's stats
+
+
+def test_an_mpls_stack_without_ip_or_ethernet_under_it_is_counted_and_skipped():
+    frame = next(f for _, _, f in read_captures([str(PCAPS / "realtools" / "normal_web.pcap")]))
+    labels = frame[:12] + b"\x88\x47" + _label(16, False)
+    ex = Extractor()
+    ex.packet(0.0, 1, labels + _label(17, True) + b"\x5f" + frame[15:])  # not IP nor a PW
+    ex.packet(0.1, 1, labels + _label(17, False) * 20 + frame[14:])    # no bottom of stack
+    ex.packet(0.2, 1, labels)                                           # cut in the stack
+    assert ex.skipped == {"mpls": 2, "truncated_link": 1}
+    assert not ex.tunnelled
 
 
 def test_a_packet_stamped_back_in_time_moves_no_connection_back():
