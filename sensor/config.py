@@ -38,6 +38,7 @@ SCHEMA: dict[str, Any] = {
     "snaplen": (int, 65535),
     "buffer_mb": (int, 64),
     "promiscuous": (bool, True),
+    "stop_drain_seconds": (Number, 20.0),
     "user": (str, ""),
     "extractor": {
         "timeouts": {
@@ -202,8 +203,10 @@ def _check(cfg: Config, source: str | None) -> None:
     if target != "local" and not target.startswith(("udp://", "tcp://", "unix://")):
         raise ConfigError("alerts.syslog.target",
                           "must be local, unix:///path, udp://host:port or tcp://host:port", source)
-    if cfg["stats"]["interval"] < 0:
-        raise ConfigError("stats.interval", "must not be negative", source)
+    for key, value in (("stats.interval", cfg["stats"]["interval"]),
+                       ("stop_drain_seconds", cfg["stop_drain_seconds"])):
+        if value < 0:
+            raise ConfigError(key, "must not be negative", source)
     _check_rules(cfg, source)
 
 

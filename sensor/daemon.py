@@ -35,7 +35,7 @@ def log(message: str) -> None:
 
 class Signals:
     def __init__(self) -> None:
-        self.stop = self.reopen = self.dump = self.reload = False
+        self.stop = self.hurry = self.reopen = self.dump = self.reload = False
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reopen", True))
@@ -43,6 +43,7 @@ class Signals:
         signal.signal(signal.SIGUSR2, lambda *_: setattr(self, "reload", True))
 
     def _stop(self, *_) -> None:
+        self.hurry = self.stop  # a second SIGTERM or Ctrl-C: stop draining the capture
         self.stop = True
 
 
@@ -309,6 +310,28 @@ def drop_privileges(user: str) -> None:
     log(f"running as {user} ({entry.pw_uid}:{grp.getgrgid(entry.pw_gid).gr_name})")
 
 
+def drain_capture(pipeline: Pipeline, cap, budget: float, sig: Signals,
+                  watchdog: float | None) -> int:
+    """On a stop, the packets the kernel already holds are analysed too (a flood can leave
+    hundreds of thousands in the buffer), for at most `budget` seconds or until a second
+    signal. Returns about how many were left unread."""
+    deadline = next_watchdog = time.monotonic()
+    deadline += budget
+    while not sig.hurry:
+        data, meta = cap.read_batch()
+        if not meta:
+            return 0
+        pipeline.feed_batch(data, meta, cap.linktype)
+        now = time.monotonic()
+        if watchdog and now >= next_watchdog:
+            notify("WATCHDOG=1")
+            next_watchdog = now + watchdog
+        if now >= deadline:
+            break
+    counts = cap.stats()
+    return max(0, counts["received"] - counts["kernel_dropped"] - pipeline.packets)
+
+
 def run_command(args) -> int:
     from sensor.capture import CaptureOpenError, LiveCapture
 
@@ -373,7 +396,10 @@ def run_command(args) -> int:
             next_stats = now + stats_every
         _operate(sig, pipeline, args, overrides, False, cap.stats)
     notify("STOPPING=1")
-    pipeline.feed_batch(*cap.read_batch(), linktype)
+    unread = drain_capture(pipeline, cap, cfg["stop_drain_seconds"], sig, watchdog)
+    if unread:
+        log(f"stopped with about {unread} captured packets unread after "
+            f"{cfg['stop_drain_seconds']} s of draining (stop_drain_seconds)")
     pipeline.finish()
     log(log_line(pipeline.stats(), cap.stats()))
     pipeline.close()

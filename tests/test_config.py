@@ -52,6 +52,7 @@ INVALID = [
     ("alerts: {suppress: [{cidr: 10.0.0.300/8}]}", "alerts.suppress[0].cidr", "not a network"),
     ("alerts: {suppress: [{net: 10.0.0.0/8}]}", "alerts.suppress[0]", "with a cidr"),
     ("stats: {interval: -5}", "stats.interval", "must not be negative"),
+    ("stop_drain_seconds: -1", "stop_drain_seconds", "must not be negative"),
     ("- just\n- a list", "(top level)", "must be a mapping"),
     ("key: [unclosed", "(file)", "not valid YAML"),
 ]

@@ -192,3 +192,55 @@ def test_live_capture_notify_flood_and_sigterm(namespaces, tmp_path):
             sensor.kill()
         notify.close()
         shutil.rmtree(shared_dir, ignore_errors=True)
+
+
+BURST = 60_000
+BURST_SENDER = f"""
+import socket, struct
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("kdd-va", 0))
+dst = socket.inet_aton("{ADDR_B}")
+for i in range({BURST}):
+    src = bytes((10, 202, i >> 8 & 255, i & 255))
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, i & 0xFFFF, 0, 64, 6, 0, src, dst)
+    tcp = struct.pack("!HHIIBBHHH", 1024 + i % 60000, 80, i, 0, 0x50, 0x02, 1024, 0, 0)
+    s.send(b"\\x02\\x00\\x00\\x00\\x00\\x02" + b"\\x02\\x00\\x00\\x00\\x00\\x01" + b"\\x08\\x00"
+           + ip + tcp)
+"""
+
+
+def test_sigterm_analyses_what_the_capture_buffer_still_holds(namespaces, tmp_path):
+    """A flood leaves packets in the kernel's buffer; a stop reads them before the flush."""
+    notify_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(0.2)
+    conns = tmp_path / "connections.csv"
+    cfg = tmp_path / "live.yaml"
+    cfg.write_text(f"stats: {{interval: 0}}\nconnections_log: {conns}\n"
+                   f"alerts: {{eve: {{enabled: true, path: {tmp_path / 'eve.json'}}}}}\n")
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), PYTHONPATH=str(ROOT))
+    sensor = subprocess.Popen(["ip", "netns", "exec", NS_B, sys.executable, "-m", "sensor.cli",
+                               "run", "-i", "kdd-vb", "-c", str(cfg)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def ready() -> bool:
+            try:
+                return "READY=1" in notify.recv(4096).decode()
+            except TimeoutError:
+                return False
+        wait_for(ready, 60, "READY=1")
+        sensor.send_signal(signal.SIGSTOP)  # the burst waits in the kernel's buffer
+        subprocess.run(["ip", "netns", "exec", NS_A, sys.executable, "-c", BURST_SENDER],
+                       check=True, timeout=120)
+        sensor.send_signal(signal.SIGTERM)
+        sensor.send_signal(signal.SIGCONT)
+        _, err = sensor.communicate(timeout=60)
+        assert sensor.returncode == 0, err
+        assert "unread" not in err
+        rows = [r for r in csv.DictReader(conns.open()) if r["dst_port"] == "80"]
+        assert len(rows) == BURST, err
+    finally:
+        if sensor.poll() is None:
+            sensor.kill()
+        notify.close()
