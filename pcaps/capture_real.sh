@@ -5,7 +5,7 @@
 #   apt-get install hping3 nmap hydra vsftpd nginx dnsmasq opensmtpd swaks busybox-static lftp \
 #                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass masscan \
 #                   dovecot-pop3d dovecot-imapd slowhttptest iputils-ping dirb \
-#                   apache2-utils medusa ncrack avahi-daemon samba-common-bin gupnp-tools \
+#                   apache2-utils medusa ncrack avahi-daemon samba-common-bin gupnp-tools chromium \
 #                   python3-scapy|pip scapy
 # ftp_guess_proftpd needs proftpd-core in vsftpd's place (the packages conflict): run it alone.
 set -euo pipefail
@@ -296,6 +296,26 @@ normal_keepalive() {  # browser-like headers, 60 pages over one keep-alive conne
         -H "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8" \
         -H "Accept-Language: en-US,en;q=0.5" -H "Accept-Encoding: gzip, deflate" \
         -H "Cookie: session=3f9a0c1e7b2d4a5f8e6c9b1a0d2e3f4a; theme=dark; consent=yes" "${urls[@]}"; }
+normal_browser() {  # headless Chromium reading 5 pages of a site (a stylesheet, 2 scripts and
+    # 12 images a page, shared), its cache kept between pages, a few seconds' reading each
+    local site="$WORK/www/site" i p
+    mkdir -p "$site"
+    head -c 30000 /dev/urandom | base64 -w 100 | sed 's/^/\/* /; s/$/ *\//' > "$site/style.css"
+    for i in 1 2; do head -c 60000 /dev/urandom | base64 -w 100 | sed 's/^/\/\/ /' > "$site/app$i.js"; done
+    for i in $(seq 1 24); do head -c $((2000 + i * 2500)) /dev/urandom > "$site/img$i.jpg"; done
+    for p in 1 2 3 4 5; do
+        { echo "<html><head><link rel=stylesheet href=style.css><script src=app1.js></script>"
+          echo "<script src=app2.js></script></head><body><h1>page $p</h1>"
+          for i in $(seq $((p * 3 - 2)) $((p * 3 + 9))); do echo "<img src=img$i.jpg>"; done
+          echo "<p>$(head -c 3000 /dev/urandom | base64 -w0)</p><a href=page$((p + 1)).html>next</a>"
+          echo "</body></html>"; } > "$site/page$p.html"
+    done
+    for p in 1 2 3 4 5; do
+        in_atk timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run \
+            --user-data-dir="$WORK/chromium" --virtual-time-budget=5000 --dump-dom \
+            "http://$S/site/page$p.html" >/dev/null 2>&1
+        sleep 3
+    done; }
 ftp_guess_proftpd() {  # hydra's defaults against ProFTPD, 3 logins a session. proftpd-core
     # replaces vsftpd when installed: run this capture alone (ONLY=ftp_guess_proftpd).
     printf '%s\n' "ServerType standalone" "Port 21" "DefaultAddress $S" "User nobody" \
@@ -363,6 +383,7 @@ capture normal_lan normal_lan
 capture scan_slow scan_slow
 capture ftp_guess_many ftp_guess_many
 capture normal_keepalive normal_keepalive
+capture normal_browser normal_browser
 capture ftp_guess_proftpd ftp_guess_proftpd
 capture scan_frag nmap_scan -sS -f -p 1-300
 capture scan_decoy nmap_scan -sS -D 10.200.0.77,10.200.0.78,ME -p 1-300

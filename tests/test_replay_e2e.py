@@ -168,6 +168,7 @@ NORMAL = [
     ("normal_telnet.pcap", REAL),   # a user logs in to busybox telnetd, runs 5 commands, leaves
     ("normal_http_upload.pcap", REAL),  # WebDAV PUTs of 60 kB to nginx
     ("normal_web_ipv6.pcap", REAL),  # curl against nginx over IPv6
+    ("normal_browser.pcap", REAL),  # headless Chromium reading 5 pages, 6 keep-alive connections
     ("zeek_http_get.pcap", PUBLIC),
     ("zeek_wikipedia.pcap", PUBLIC),
     ("ndpi_smtp.pcap", PUBLIC),
