@@ -6,6 +6,7 @@
 #                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass masscan \
 #                   dovecot-pop3d dovecot-imapd slowhttptest iputils-ping dirb \
 #                   apache2-utils medusa ncrack avahi-daemon samba-common-bin gupnp-tools chromium \
+#                   zmap fping \
 #                   python3-scapy|pip scapy
 # ftp_guess_proftpd needs proftpd-core in vsftpd's place (the packages conflict): run it alone.
 set -euo pipefail
@@ -316,6 +317,12 @@ normal_browser() {  # headless Chromium reading 5 pages of a site (a stylesheet,
             "http://$S/site/page$p.html" >/dev/null 2>&1
         sleep 3
     done; }
+zmap_sweep() {  # zmap's SYN probes to port 80 of 128 addresses (its own stack, like masscan)
+    local mac
+    mac=$(in_srv cat /sys/class/net/veth-srv/address)
+    in_atk zmap -q -p 80 -i veth-atk -G "$mac" -S $A -b /dev/null --rate 2000 \
+        -c 3 -o /dev/null 10.200.0.0/25 >/dev/null 2>&1; }
+fping_sweep() { in_atk fping -q -a -r 0 -g 10.200.0.0/25 >/dev/null 2>&1 || true; }
 ftp_guess_proftpd() {  # hydra's defaults against ProFTPD, 3 logins a session. proftpd-core
     # replaces vsftpd when installed: run this capture alone (ONLY=ftp_guess_proftpd).
     printf '%s\n' "ServerType standalone" "Port 21" "DefaultAddress $S" "User nobody" \
@@ -384,6 +391,8 @@ capture scan_slow scan_slow
 capture ftp_guess_many ftp_guess_many
 capture normal_keepalive normal_keepalive
 capture normal_browser normal_browser
+capture zmap_sweep zmap_sweep
+capture fping_sweep fping_sweep
 capture ftp_guess_proftpd ftp_guess_proftpd
 capture scan_frag nmap_scan -sS -f -p 1-300
 capture scan_decoy nmap_scan -sS -D 10.200.0.77,10.200.0.78,ME -p 1-300

@@ -31,6 +31,7 @@ def _train(args) -> int:
     cfg = TrainConfig(seed=args.seed, epochs=args.epochs, out_dir=Path(args.out),
                       train_rows=args.subset, cold_start_fraction=args.cold_start_fraction,
                       cold_start_classes=args.cold_start_classes, echo_twins=args.echo_twins,
+                      sweep_twins=args.sweep_twins,
                       calibration_samples=args.calibration_samples)
     return train_and_report(cfg, with_report=not args.no_report)
 
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                    default=shipped.echo_twins,
                    help="add fragmented ICMP echo rows again as the other echo type "
                         "(models.train.with_echo_twins)")
+    t.add_argument("--sweep-twins", action=argparse.BooleanOptionalAction,
+                   default=shipped.sweep_twins,
+                   help="add ICMP sweep rows again at ping tools' echo sizes "
+                        "(models.train.with_sweep_twins)")
     t.add_argument("--calibration-samples", type=int, default=shipped.calibration_samples,
                    help="int8 calibration samples tried; the one agreeing most with the float "
                         "model on validation and column-shuffled rows is kept "

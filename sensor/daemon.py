@@ -315,8 +315,8 @@ def drain_capture(pipeline: Pipeline, cap, budget: float, sig: Signals,
     """On a stop, the packets the kernel already holds are analysed too (a flood can leave
     hundreds of thousands in the buffer), for at most `budget` seconds or until a second
     signal. Returns about how many were left unread."""
-    deadline = next_watchdog = time.monotonic()
-    deadline += budget
+    next_watchdog = time.monotonic()
+    deadline = next_watchdog + budget
     while not sig.hurry:
         data, meta = cap.read_batch()
         if not meta:

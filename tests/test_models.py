@@ -186,6 +186,28 @@ def test_echo_twins_copy_fragmented_echoes_as_the_other_echo_type():
     assert out[5][:2] + out[5][3:] == rows[0][:2] + rows[0][3:]
 
 
+def test_sweep_twins_copy_probe_echo_sweeps_at_ping_sizes():
+    from feature_extractor.record import FEATURE_NAMES
+    from models.train import PING_SIZES, with_sweep_twins
+
+    def row(service: str, srv_count: int, srv_diff_host: float) -> list:
+        r = ["0", "icmp", service, "SF", 8] + [0] * 36
+        r[FEATURE_NAMES.index("srv_count")] = srv_count
+        r[FEATURE_NAMES.index("srv_diff_host_rate")] = srv_diff_host
+        return r
+
+    rows = [row("eco_i", 20, 1.0),   # a probe sweep: copied
+            row("eco_i", 20, 1.0),   # the same window, but normal: not copied
+            row("eco_i", 2, 1.0),    # too few echoes in the window
+            row("eco_i", 20, 0.0),   # one host pinged many times
+            row("ecr_i", 20, 1.0)]   # the answers
+    y = np.array([2, 0, 2, 2, 2])
+    out, out_y = with_sweep_twins(rows, y)
+    assert out[:5] == rows and list(out_y[:5]) == list(y)
+    assert [r[4] for r in out[5:]] == list(PING_SIZES) and list(out_y[5:]) == [2, 2]
+    assert all(r[:4] + r[5:] == rows[0][:4] + rows[0][5:] for r in out[5:])
+
+
 def test_cold_start_rows_hold_only_their_own_connection():
     from models.cold_start import HOST_WINDOW, TRAFFIC_WINDOW, alone
 

@@ -76,6 +76,16 @@ ATTACKS = [
     ("masscan.pcap", "probe", None),    # masscan -p 1-2000, its own TCP stack
     ("scan_filtered.pcap", "probe", None),  # nmap -sS -p 1-1000 at a host that never answers
     ("icmpsweep.pcap", "probe", None),  # nmap -sn -PE over 61 addresses
+    known("fping_sweep.pcap", "probe", None,
+        reason="fping's echoes carry 56 data bytes, ping's size: KDDTrain+'s sweeps "
+        "(ipsweep, nmap) are 8 or 18 bytes and its normal pings 30 or 64, so the model calls "
+        "all 126 normal though the window is a sweep's (63 hosts in 0.6 s). A training with "
+        "models.train.with_sweep_twins catches it but regressed other captures"),
+    known("zmap_sweep.pcap", "probe", None,
+        reason="zmap's SYNs to port 80 of 128 addresses, one each: KDDTrain+ has "
+        "no horizontal TCP scan (1 row with 10+ connections to one service in 2 s, most to "
+        "other hosts, and 1 or 2 to its own host: normal) and its 2,615 http REJ rows are "
+        "normal; the 63 answered probes are classed normal, the 65 unanswered dos or probe"),
     ("scan_connect.pcap", "probe", None),  # nmap -sT -p 1-1000 (full handshakes)
     ("scan_fin.pcap", "probe", None),      # nmap -sF, -sX, -sN, -sA over the top 500 ports
     ("scan_xmas.pcap", "probe", None),
