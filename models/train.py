@@ -130,11 +130,11 @@ def with_sweep_twins(feats: list[list], y: np.ndarray) -> tuple[list[list], np.n
     KDDTrain+ shows that window (srv_count 3+ with srv_diff_host_rate 0.5+): 1 of 497.
 
     Not in the shipped model (opt in with `kdd-sensor train --sweep-twins`). Trained with them
-    (seed 1, otherwise 1.2.0's recipe): fping's 62 echo requests probe, KDDTest+ 78.93% int8
-    (1.2.0: 77.46%), FPR on normal 3.64% (8.40%); but that training called every connection
-    of hping3's one-source SYN flood normal (1.2.0: 4,925 of 5,002 DoS) and 5 of 10 normal
-    IMAP connections R2L: the spread between trainings (models/REPORT.md), which a change
-    must not be shipped through.
+    (seeds 1 and 2, otherwise 1.2.0's recipe): fping's 62 echo requests probe, KDDTest+ 78.93%
+    and 80.70% int8 (1.2.0: 77.46%); but seed 1 called every connection of hping3's one-source
+    SYN flood normal (1.2.0: 4,925 of 5,002 DoS) and 5 of 10 normal IMAP connections R2L, and
+    seed 2 none of hydra's FTP guessing R2L (README, Accuracy): the spread between trainings
+    (models/REPORT.md), which a change must not be shipped through.
     """
     probe = CLASSES.index("probe")
     twins = [i for i, row in enumerate(feats)
