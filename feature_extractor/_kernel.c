@@ -1373,7 +1373,8 @@ static int count_bytes(Kernel *k, Conn *c, int from_orig, const Segment *s) {
  * overtaken on the wire is no gap. */
 static void stream_seen(Conn *c, int from_orig, const Segment *s) {
     uint32_t base = (uint32_t)(from_orig ? c->orig_base : c->resp_base);
-    uint32_t start = s->seq - base, end = start + (uint32_t)s->length;
+    uint32_t start = s->seq + !!(s->flags & F_SYN) - base; /* data on a SYN follows it (TFO) */
+    uint32_t end = start + (uint32_t)s->length;
     if (end >= 0x80000000u) return;        /* wholly before the base */
     if (start >= 0x80000000u) start = 0;
     uint32_t *contig = &c->contig[from_orig];

@@ -161,3 +161,21 @@ def test_a_warning_once_an_interval_loses_more_than_a_tenth():
     warning = watch.check({"acks": 2050, "gaps": 300})          # 160 of 1000 in this interval
     assert warning is not None and "16.0%" in warning
     assert watch.check({"acks": 3050, "gaps": 301}) is None      # the mirror is mended
+
+
+def test_data_on_a_syn_is_no_gap():
+    """TCP Fast Open: the SYN carries data, and the SYN-ACK acknowledges both."""
+    from scapy.layers.l2 import Ether
+
+    def frame(src, dst, flags, seq, ack, payload=b""):
+        return bytes(Ether() / IP(src=src[0], dst=dst[0]) / TCP(
+            sport=src[1], dport=dst[1], flags=flags, seq=seq, ack=ack) / payload)
+
+    c, s = ("192.0.2.1", 40000), ("192.0.2.2", 443)
+    frames = [frame(c, s, "S", 1000, 0, b"x" * 10),
+              frame(s, c, "SA", 5000, 1011),
+              frame(c, s, "A", 1011, 5001),
+              frame(s, c, "PA", 5001, 1011, b"y" * 20),
+              frame(c, s, "A", 1011, 5021)]
+    loss = _loss([(i * 0.01, 1, f) for i, f in enumerate(frames)])
+    assert loss == {"acks": 4, "gaps": 0, "gap_bytes": 0}
