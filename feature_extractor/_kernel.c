@@ -1706,7 +1706,14 @@ static PyObject *K_advance(Kernel *k, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-static PyObject *K_finish(Kernel *k, PyObject *unused) {
+/* Every open connection becomes a record. At the end of a capture file (as_timeouts), each
+ * finishes at its timeout's due time, as if silence followed, so the windows see the records
+ * spread as a sensor left running would: flushed at once, the UDP exchanges of a capture's
+ * last 10 s all shared one 2 s window. On a stop, all finish now. */
+static PyObject *K_finish(Kernel *k, PyObject *as_timeouts) {
+    int silence = PyObject_IsTrue(as_timeouts);
+    if (silence < 0) return NULL;
+    if (silence && expire_due_before(k, INFINITY) < 0) return NULL;
     size_t n = 0, cap = k->conns.count ? k->conns.count : 1;
     Done *done = malloc(cap * sizeof(Done));
     if (!done) return PyErr_NoMemory();
@@ -2161,7 +2168,8 @@ static PyMethodDef K_methods[] = {
      "feed_batch(data, meta, index, linktype) -> (index, None | (ts, frame_len, fragment))"},
     {"datagram", (PyCFunction)K_datagram, METH_VARARGS, "a reassembled datagram"},
     {"advance", (PyCFunction)K_advance, METH_O, "move packet time on"},
-    {"finish", (PyCFunction)K_finish, METH_NOARGS, "every open connection becomes a record"},
+    {"finish", (PyCFunction)K_finish, METH_O,
+     "every open connection becomes a record: at its timeout (True) or now (False)"},
     {"drain", (PyCFunction)K_drain, METH_NOARGS, "pending records as ConnectionRecord objects"},
     {"drain_csv", (PyCFunction)K_drain_csv, METH_O, "pending records as CSV text"},
     {"pending", (PyCFunction)K_pending, METH_NOARGS, "number of pending records"},

@@ -37,7 +37,7 @@ def extract(paths: list[str], out: TextIO, meta: bool, config: ExtractorConfig |
     except CaptureError as exc:
         print(f"kdd-sensor: error: {exc}", file=err)
         status = 1
-    ex.finish()
+    ex.finish(as_timeouts=True)
     out.write(ex.drain_csv(meta))
     out.flush()
     elapsed = time.perf_counter() - started

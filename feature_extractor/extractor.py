@@ -173,9 +173,10 @@ class Extractor:
                 return
             self._fragment(*fragment)
 
-    def finish(self) -> None:
-        """End of input: every open connection becomes a record."""
-        self._kernel.finish()
+    def finish(self, as_timeouts: bool = False) -> None:
+        """Every open connection becomes a record: now (a stop), or at the end of a capture
+        file (`as_timeouts`) each at its timeout's due time, as if silence followed."""
+        self._kernel.finish(as_timeouts)
 
     def _fragment(self, ts: float, frame_len: int, fields: tuple) -> None:
         whole = self.fragments.add(ts, IPDatagram(*fields))

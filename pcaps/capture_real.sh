@@ -6,7 +6,7 @@
 #                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass masscan \
 #                   dovecot-pop3d dovecot-imapd slowhttptest iputils-ping dirb \
 #                   apache2-utils medusa ncrack avahi-daemon samba-common-bin gupnp-tools chromium \
-#                   zmap fping \
+#                   zmap fping snmpd snmp \
 #                   python3-scapy|pip scapy
 # ftp_guess_proftpd needs proftpd-core in vsftpd's place (the packages conflict): run it alone.
 set -euo pipefail
@@ -322,6 +322,18 @@ zmap_sweep() {  # zmap's SYN probes to port 80 of 128 addresses (its own stack, 
     mac=$(in_srv cat /sys/class/net/veth-srv/address)
     in_atk zmap -q -p 80 -i veth-atk -G "$mac" -S $A -b /dev/null --rate 2000 \
         -c 3 -o /dev/null 10.200.0.0/25 >/dev/null 2>&1; }
+normal_snmp() {  # a monitoring station polling net-snmp's snmpd: a walk of the system
+    # group, then a few gets, three times a few seconds apart
+    local agent
+    printf 'agentAddress udp:%s:161\nrocommunity public\n' "$S" > "$WORK/snmpd.conf"
+    in_srv snmpd -f -Lo -C -c "$WORK/snmpd.conf" >/dev/null 2>&1 & agent=$!
+    sleep 2
+    for i in 1 2 3; do
+        in_atk snmpwalk -v2c -c public $S 1.3.6.1.2.1.1 >/dev/null 2>&1 || true
+        in_atk snmpget -v2c -c public $S 1.3.6.1.2.1.1.3.0 1.3.6.1.2.1.2.1.0 >/dev/null 2>&1 || true
+        sleep 3
+    done
+    kill $agent; wait $agent 2>/dev/null || true; }
 fping_sweep() { in_atk fping -q -a -r 0 -g 10.200.0.0/25 >/dev/null 2>&1 || true; }
 ftp_guess_proftpd() {  # hydra's defaults against ProFTPD, 3 logins a session. proftpd-core
     # replaces vsftpd when installed: run this capture alone (ONLY=ftp_guess_proftpd).
@@ -393,6 +405,7 @@ capture normal_keepalive normal_keepalive
 capture normal_browser normal_browser
 capture zmap_sweep zmap_sweep
 capture fping_sweep fping_sweep
+capture normal_snmp normal_snmp
 capture ftp_guess_proftpd ftp_guess_proftpd
 capture scan_frag nmap_scan -sS -f -p 1-300
 capture scan_decoy nmap_scan -sS -D 10.200.0.77,10.200.0.78,ME -p 1-300

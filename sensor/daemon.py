@@ -211,7 +211,7 @@ def replay_command(args) -> int:
         status = 1
     except _Stopped:
         pass
-    pipeline.finish()
+    pipeline.finish(as_timeouts=True)
     pipeline.close()
     if progress:
         progress.clear()

@@ -109,9 +109,10 @@ class Pipeline:
         for sink in self.sinks:
             sink.tick()
 
-    def finish(self) -> None:
-        """End of input or shutdown: every open connection through the model and the sinks."""
-        self.extractor.finish()
+    def finish(self, as_timeouts: bool = False) -> None:
+        """End of input (`as_timeouts`: see Extractor.finish) or shutdown: every open
+        connection through the model and the sinks."""
+        self.extractor.finish(as_timeouts)
         self._collect()
         self.flush()
 

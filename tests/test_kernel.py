@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from feature_extractor.capture_file import feed_captures, read_captures
 from feature_extractor.content import ANALYZERS, FtpAnalyzer, HttpAnalyzer
 from feature_extractor.extractor import Extractor
-from feature_extractor.record import format_features
+from feature_extractor.record import FEATURE_NAMES, format_features
 from tests.conftest import PCAPS
 
 CAPTURES = sorted(p for p in PCAPS.rglob("*.pcap*") if p.suffix in (".pcap", ".pcapng"))
@@ -313,6 +313,28 @@ def test_tunnelled_mirror_traffic_gives_the_plain_captures_records(tunnel):
     assert plain and view(ex.drain()) == plain
     kind = next(k for k in ("vxlan", "erspan", "mpls", "gre") if k in tunnel)
     assert ex.tunnelled == {kind: len(packets)}  # counted for the operator's stats
+
+
+def test_the_end_of_a_capture_finishes_connections_at_their_timeouts():
+    """snmpwalk and snmpget 3 s apart: each UDP exchange finishes 10 s after its last packet,
+    as a sensor left running would finish it, not all at the capture's last packet."""
+    packets = list(read_captures([str(PCAPS / "realtools" / "normal_snmp.pcap")]))
+
+    def snmp(as_timeouts: bool):
+        ex = Extractor()
+        for ts, linktype, frame in packets:
+            ex.packet(ts, linktype, frame)
+        ex.finish(as_timeouts)
+        return [r for r in ex.drain() if r.dst_port == 161]
+
+    at_timeouts, now = snmp(True), snmp(False)
+    assert len(at_timeouts) == len(now) == 6
+    # at the due time, on the 0.1 s sweep
+    assert all(0 <= r.emit_ts - (r.last_ts + 10.0) <= 0.1 + 1e-6 for r in at_timeouts)
+    assert {r.emit_ts for r in now} == {packets[-1][0]}
+    count = FEATURE_NAMES.index("count")
+    assert [r.features[count] for r in at_timeouts] == [1, 2] * 3  # pairs 3 s apart
+    assert [r.features[count] for r in now] == [1, 2, 3, 4, 5, 6]  # one window for all
 
 
 def test_an_mpls_stack_without_ip_or_ethernet_under_it_is_counted_and_skipped():

@@ -179,6 +179,7 @@ NORMAL = [
     ("normal_http_upload.pcap", REAL),  # WebDAV PUTs of 60 kB to nginx
     ("normal_web_ipv6.pcap", REAL),  # curl against nginx over IPv6
     ("normal_browser.pcap", REAL),  # headless Chromium reading 5 pages, 6 keep-alive connections
+    ("normal_snmp.pcap", REAL),     # snmpwalk and snmpget polling net-snmp, 3 s apart
     ("zeek_http_get.pcap", PUBLIC),
     ("zeek_wikipedia.pcap", PUBLIC),
     ("ndpi_smtp.pcap", PUBLIC),
@@ -186,7 +187,11 @@ NORMAL = [
     # cold starts, called the first short transfers of each r2l (README, Limitations)
     ("normal_ftp.pcap", REAL),
     ("normal_ftp_active.pcap", REAL),
-    ("normal_imap.pcap", REAL),     # curl listing and fetching mail over IMAP (1.1.1: r2l)
+    known("normal_imap.pcap", REAL,
+        reason="curl's 6 IMAP sessions in 3 pairs a second apart: the fifth (105 bytes "
+        "up, 826 down) has 2 others in its 2 s window and comes out r2l at 0.59; with 4 others "
+        "it was normal at 0.70, which is what it had while the end of a capture flushed every "
+        "open connection at once (the capture ends 0.5 s after it closes)"),
     ("normal_dns_tcp.pcap", REAL),  # dig +tcp (1.1.1: 2 of 3 r2l)
     known("normal_mixed.pcap", REAL,
         reason="4 rounds of web, DNS, IMAP, POP3, SMTP, FTP and SSH against one "
