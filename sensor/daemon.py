@@ -382,7 +382,8 @@ def run_command(args) -> int:
             s = pipeline.stats()
             notify(f"STATUS=packets {s['packets']}, active {s['connections_active']}, "
                    f"alerts {sum(s['alerts'].values())}, "
-                   f"kernel drops {cap.stats()['kernel_dropped']}")
+                   f"kernel drops {cap.stats()['kernel_dropped']}, "
+                   f"capture loss {loss_percent(s['capture_loss']):.2f}%")
             if metrics:
                 metrics.update(prometheus_text(s, cap.stats()))
             next_status = now + 2.0

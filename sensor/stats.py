@@ -25,7 +25,8 @@ def prometheus_text(stats: dict, capture: dict | None = None) -> str:
                [({}, capture.get("interface_dropped", 0))])
     metric("decode_errors_total", "counter", "Packets skipped, by reason.",
            [({"kind": k}, v) for k, v in sorted(stats["decode_errors"].items())])
-    metric("tunnelled_packets_total", "counter", "Packets opened from a mirror tunnel or an MPLS stack, by kind.",
+    metric("tunnelled_packets_total", "counter",
+           "Packets opened from a mirror tunnel or an MPLS stack, by kind.",
            [({"kind": k}, v) for k, v in sorted(stats["tunnelled"].items())])
     loss = stats["capture_loss"]
     metric("tcp_acks_total", "counter", "TCP ACKs checked against the data captured.",

@@ -148,7 +148,7 @@ def test_live_capture_notify_flood_and_sigterm(namespaces, tmp_path):
               f"started")
         assert alerted - flood_started <= 3.0 + 1.5  # the flood itself takes about 1 s to send
         assert any(m.startswith("WATCHDOG=1") for m in drain())
-        assert any(m.startswith("STATUS=packets") for m in drain())
+        assert any(m.startswith("STATUS=packets") and "capture loss 0.00%" in m for m in drain())
 
         def scrape() -> str:
             text = subprocess.run(
