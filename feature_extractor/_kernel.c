@@ -1341,42 +1341,12 @@ static int flush_lines(Kernel *k, Conn *c) {
     return 0;
 }
 
-/* Sequence-space bytes: a retransmission counts once, a gap counts as sent (as Zeek). */
-static int count_bytes(Kernel *k, Conn *c, int from_orig, const Segment *s) {
-    int64_t *base = from_orig ? &c->orig_base : &c->resp_base;
-    int64_t *next = from_orig ? &c->orig_next : &c->resp_next;
-    int64_t *bytes = from_orig ? &c->orig_bytes : &c->resp_bytes;
-    if (*base < 0) *base = *next = s->seq;
-    uint32_t end = (uint32_t)(s->seq + (uint32_t)s->length - (uint32_t)*base);
-    if (end >= 0x80000000u) return 0;
-    if ((int64_t)end > *bytes) *bytes = end;
-    if (!c->analyzer_cls) return 0;
-    uint32_t skip = (uint32_t)((uint32_t)*next - s->seq);
-    int (*feed)(Kernel *, Conn *, int, const uint8_t *, Py_ssize_t) =
-        k->rules[c->service].line_mode ? feed_lines : feed_analyzer;
-    if (skip < (uint64_t)s->length && skip < 0x80000000u) {
-        Py_ssize_t off = skip < (uint64_t)s->caplen ? skip : s->caplen;
-        if (feed(k, c, from_orig, s->payload + off, s->caplen - off) < 0) return -1;
-    } else if (skip >= 0x80000000u) { /* a gap: what is missing is lost to the analyzer */
-        if (feed(k, c, from_orig, s->payload, s->caplen) < 0) return -1;
-    } else {
-        return 0;
-    }
-    *next = (uint32_t)(s->seq + (uint32_t)s->length);
-    return 0;
-}
-
 /* Capture loss the way Zeek estimates it on a span port: an ACK for data of the other side
  * that the sensor never saw (a hole before the ACKed point, its FIN allowed for) is one gap,
  * counted once. The share of ACKs that reveal a gap catches drops in the switch or the
  * mirror, which no kernel counter sees. One block beyond a hole is remembered, so a segment
  * overtaken on the wire is no gap. */
-static void stream_seen(Conn *c, int from_orig, const Segment *s) {
-    uint32_t base = (uint32_t)(from_orig ? c->orig_base : c->resp_base);
-    uint32_t start = s->seq + !!(s->flags & F_SYN) - base; /* data on a SYN follows it (TFO) */
-    uint32_t end = start + (uint32_t)s->length;
-    if (end >= 0x80000000u) return;        /* wholly before the base */
-    if (start >= 0x80000000u) start = 0;
+static void stream_seen(Conn *c, int from_orig, uint32_t start, uint32_t end) {
     uint32_t *contig = &c->contig[from_orig];
     uint32_t *a0 = &c->ahead_start[from_orig], *a1 = &c->ahead_end[from_orig];
     if (start <= *contig) {
@@ -1416,6 +1386,33 @@ static void ack_seen(Kernel *k, Conn *c, int from_orig, uint32_t ack) {
     *contig = acked;
 }
 
+/* Sequence-space bytes: a retransmission counts once, a gap counts as sent (as Zeek). */
+static int count_bytes(Kernel *k, Conn *c, int from_orig, const Segment *s) {
+    int64_t *base = from_orig ? &c->orig_base : &c->resp_base;
+    int64_t *next = from_orig ? &c->orig_next : &c->resp_next;
+    int64_t *bytes = from_orig ? &c->orig_bytes : &c->resp_bytes;
+    uint32_t seq = s->seq + !!(s->flags & F_SYN); /* data on a SYN follows it (TCP Fast Open) */
+    if (*base < 0) *base = *next = seq;
+    uint32_t start = seq - (uint32_t)*base, end = start + (uint32_t)s->length;
+    if (end >= 0x80000000u) return 0;  /* wholly before the base */
+    if ((int64_t)end > *bytes) *bytes = end;
+    stream_seen(c, from_orig, start < 0x80000000u ? start : 0, end);
+    if (!c->analyzer_cls) return 0;
+    uint32_t skip = (uint32_t)*next - seq;
+    int (*feed)(Kernel *, Conn *, int, const uint8_t *, Py_ssize_t) =
+        k->rules[c->service].line_mode ? feed_lines : feed_analyzer;
+    if (skip < (uint64_t)s->length && skip < 0x80000000u) {
+        Py_ssize_t off = skip < (uint64_t)s->caplen ? skip : s->caplen;
+        if (feed(k, c, from_orig, s->payload + off, s->caplen - off) < 0) return -1;
+    } else if (skip >= 0x80000000u) { /* a gap: what is missing is lost to the analyzer */
+        if (feed(k, c, from_orig, s->payload, s->caplen) < 0) return -1;
+    } else {
+        return 0;
+    }
+    *next = (uint32_t)(seq + (uint32_t)s->length);
+    return 0;
+}
+
 /* One TCP segment; 1 when the connection has just closed (RST or both FINs). */
 static int tcp_update(Kernel *k, Conn *c, int from_orig, const Segment *s) {
     unsigned flags = s->flags;
@@ -1447,13 +1444,12 @@ static int tcp_update(Kernel *k, Conn *c, int from_orig, const Segment *s) {
     }
     if (from_orig) { c->orig_state = state; c->resp_state = peer; }
     else { c->resp_state = state; c->orig_state = peer; }
-    if (s->length) {
-        if (count_bytes(k, c, from_orig, s) < 0) return -1;
-        stream_seen(c, from_orig, s);
+    if (s->length && count_bytes(k, c, from_orig, s) < 0) return -1;
+    if (flags & F_FIN) {
+        int64_t own_base = from_orig ? c->orig_base : c->resp_base;
+        if (own_base >= 0)
+            c->fin_end[from_orig] = s->seq + (uint32_t)s->length - (uint32_t)own_base + 1;
     }
-    int64_t own_base = from_orig ? c->orig_base : c->resp_base;
-    if ((flags & F_FIN) && own_base >= 0)
-        c->fin_end[from_orig] = s->seq + (uint32_t)s->length - (uint32_t)own_base + 1;
     if (flags & F_ACK) ack_seen(k, c, from_orig, s->ack);
     return state == RESET || (c->orig_state == CLOSED && c->resp_state == CLOSED);
 }

@@ -25,7 +25,7 @@ from sensor.config import EX_CONFIG, Config, ConfigError, load_config
 from sensor.pipeline import ConnectionLog, Pipeline
 from sensor.sinks import JournaldSink, SyslogSink, cef_sink, eve_sink, fast_sink
 from sensor.stats import LossWatch, MetricsServer, log_line, loss_percent, prometheus_text
-from sensor.systemd import notify, watchdog_interval
+from sensor.systemd import Watchdog, notify
 from sensor.thresholds import AlertFilter
 
 
@@ -311,21 +311,18 @@ def drop_privileges(user: str) -> None:
 
 
 def drain_capture(pipeline: Pipeline, cap, budget: float, sig: Signals,
-                  watchdog: float | None) -> int:
+                  watchdog: Watchdog) -> int:
     """On a stop, the packets the kernel already holds are analysed too (a flood can leave
     hundreds of thousands in the buffer), for at most `budget` seconds or until a second
     signal. Returns about how many were left unread."""
-    next_watchdog = time.monotonic()
-    deadline = next_watchdog + budget
+    deadline = time.monotonic() + budget
     while not sig.hurry:
         data, meta = cap.read_batch()
         if not meta:
             return 0
         pipeline.feed_batch(data, meta, cap.linktype)
         now = time.monotonic()
-        if watchdog and now >= next_watchdog:
-            notify("WATCHDOG=1")
-            next_watchdog = now + watchdog
+        watchdog.tick(now)
         if now >= deadline:
             break
     counts = cap.stats()
@@ -363,8 +360,8 @@ def run_command(args) -> int:
     notify("READY=1")
     log(f"capturing on {cfg['interface']} (link type {cap.linktype}), "
         f"model {pipeline.classifier.version}")
-    watchdog = watchdog_interval()
-    next_watchdog = next_status = next_stats = time.monotonic()
+    watchdog = Watchdog()
+    next_status = next_stats = time.monotonic()
     stats_every = cfg["stats"]["interval"]
     loss_watch = LossWatch()
     fd = cap.fileno()
@@ -375,9 +372,7 @@ def run_command(args) -> int:
             pipeline.feed_batch(*cap.read_batch(), linktype)
         pipeline.tick(time.time())
         now = time.monotonic()
-        if watchdog and now >= next_watchdog:
-            notify("WATCHDOG=1")
-            next_watchdog = now + watchdog
+        watchdog.tick(now)
         if now >= next_status:
             s = pipeline.stats()
             notify(f"STATUS=packets {s['packets']}, active {s['connections_active']}, "

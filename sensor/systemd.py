@@ -29,3 +29,17 @@ def watchdog_interval() -> float | None:
     if not usec or (pid and int(pid) != os.getpid()):
         return None
     return int(usec) / 2e6
+
+
+class Watchdog:
+    """WATCHDOG=1 from whatever loop is running (the packet loop, a stop's drain), at most
+    once per interval; nothing without a watchdog."""
+
+    def __init__(self) -> None:
+        self.interval = watchdog_interval()
+        self.due = 0.0
+
+    def tick(self, now: float) -> None:
+        if self.interval and now >= self.due:
+            notify("WATCHDOG=1")
+            self.due = now + self.interval

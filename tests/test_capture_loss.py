@@ -163,7 +163,7 @@ def test_a_warning_once_an_interval_loses_more_than_a_tenth():
     assert watch.check({"acks": 3050, "gaps": 301}) is None      # the mirror is mended
 
 
-def test_data_on_a_syn_is_no_gap():
+def test_data_on_a_syn_is_no_gap_and_counts_whole():
     """TCP Fast Open: the SYN carries data, and the SYN-ACK acknowledges both."""
     from scapy.layers.l2 import Ether
 
@@ -177,5 +177,10 @@ def test_data_on_a_syn_is_no_gap():
               frame(c, s, "A", 1011, 5001),
               frame(s, c, "PA", 5001, 1011, b"y" * 20),
               frame(c, s, "A", 1011, 5021)]
-    loss = _loss([(i * 0.01, 1, f) for i, f in enumerate(frames)])
-    assert loss == {"acks": 4, "gaps": 0, "gap_bytes": 0}
+    ex = Extractor()
+    for i, f in enumerate(frames):
+        ex.packet(i * 0.01, 1, f)
+    ex.finish()
+    assert ex.capture_loss == {"acks": 4, "gaps": 0, "gap_bytes": 0}
+    (record,) = ex.drain()
+    assert (record.features[4], record.features[5]) == (10, 20)  # src_bytes, dst_bytes
