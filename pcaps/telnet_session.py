@@ -1,9 +1,11 @@
 """A user's telnet session for capture_real.sh: log in, run a few commands, log out.
 
 No packaged client scripts a login non-interactively; telnetlib (Python 3.11's, deprecated)
-answers the prompts as a person would.
+answers the prompts as a person would. A command may leave a root shell (`# ` prompt): each
+`exit` leaves one shell, and the session ends when the login shell does.
 """
 
+import re
 import sys
 import time
 import warnings
@@ -19,10 +21,11 @@ with telnetlib.Telnet(host, 23, timeout=10) as t:
     t.write(user.encode() + b"\n")
     t.read_until(b"Password: ")
     t.write(password.encode() + b"\n")
-    t.read_until(b"$ ")
+    prompt = [re.compile(rb"[$#] $")]
+    t.expect(prompt)
     for command in commands:
         time.sleep(0.5)
         t.write(command.encode() + b"\n")
-        t.read_until(b"$ ")
+        t.expect(prompt)
     t.write(b"exit\n")
     t.read_all()

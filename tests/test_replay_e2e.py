@@ -111,6 +111,8 @@ ATTACKS = [
     ("pod.pcap", "dos", None),          # echo requests reassembling past 65,535 bytes (scapy)
     ("ftp_guess.pcap", "r2l", "21"),    # hydra against vsftpd, 3 attempts per connection
     ("telnet_guess.pcap", "r2l", "23"),  # hydra against busybox telnetd, 5 attempts per connection
+    # a user's telnet session: an exploit compiled with gcc, a root shell through a setuid helper
+    ("telnet_u2r.pcap", "u2r", "23"),
     known("ssh_guess.pcap", "r2l", "22",
         reason="KDDTrain+ has no SSH password guessing (its 311 ssh rows are "
         "neptune and scans, 5 normal) and encryption hides the failed logins: hydra's 8 "
@@ -223,6 +225,20 @@ def test_normal_capture_stays_quiet(rsyslog, tmp_path, name, where):
     rows = result["rows"]
     assert rows
     assert len(result["syslog"]) <= 0.01 * len(rows), syslog_classes(result["syslog"])
+
+
+def test_exploited_root_shell_reads_as_a_local_exploit(rsyslog, tmp_path):
+    """telnet_u2r's script: alice logs in, creates 3 files (mkdir, `> tar`, `> x.c`), runs
+    chmod, gcc and ./x (hot), and the helper hands her a `# ` prompt without su, at which she
+    types 4 commands (id, wc -l /etc/shadow, ls -ld /root, exit)."""
+    result = replay(REAL / "telnet_u2r.pcap", rsyslog, tmp_path)
+    sessions = [r for r in result["rows"] if r["service"] == "telnet"]
+    assert len(sessions) == 2
+    for r in sessions:
+        assert (r["logged_in"], r["root_shell"], r["su_attempted"], r["num_compromised"]) == (
+            "1", "1", "0", "1")
+        assert (r["num_root"], r["hot"], r["num_file_creations"], r["num_access_files"]) == (
+            "4", "3", "3", "1")
 
 
 def to_group(address: str) -> bool:
