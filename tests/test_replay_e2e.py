@@ -108,6 +108,7 @@ ATTACKS = [
         reason="ping -f's echoes carry 56 data bytes, the size of a normal ping: "
         "KDDTrain+'s 716 echo rows of 20-100 bytes are normal or satan and one has a traffic "
         "window over 100; all 2,000 are classed normal"),
+    ("web_back.pcap", "dos", "80"),     # curl sending back's 54,000 slashes; nginx answers 414
     ("pod.pcap", "dos", None),          # echo requests reassembling past 65,535 bytes (scapy)
     ("ftp_guess.pcap", "r2l", "21"),    # hydra against vsftpd, 3 attempts per connection
     ("telnet_guess.pcap", "r2l", "23"),  # hydra against busybox telnetd, 5 attempts per connection
