@@ -278,7 +278,12 @@ def _markdown(meta: dict, results: dict, speed: dict, ops: list[str]) -> str:
         "Tried on model 1.0.0: int16 activations with int8 weights (TFLite's 16x8 mode) agree "
         "with float on 99.94% of KDDTest+ rows (delta +0.02 points) but run at 2,514 rows/s at "
         "batch 256 on one core against 42,061 for int8, far below the 30,000 asked, so the "
-        "shipped model stays full int8.",
+        "shipped model stays full int8. Tried on this model: calibration samples with 20% or "
+        "50% column-shuffled rows in them agree with float on 98.56-98.61% of the check rows, "
+        "against 98.64-98.86% for training rows alone; TFLite's quantisation debugger over "
+        "600 column-shuffled rows finds every layer within one quantisation step of float "
+        "(the largest RMSE over scale 0.77, in the LSTM's gates), so the disagreements are "
+        "rounding on rows near a decision boundary, not one layer clipping.",
         "",
         "Between trainings the KDDTest+ figures move more than any change made here: five "
         "trainings of this architecture on all of KDDTrain+ (1.0.0; 1.1.0, re-exported as "
