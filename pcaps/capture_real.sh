@@ -263,6 +263,13 @@ normal_web_ipv6() { for p in index about news contact; do
 web_dirb() {  # dirb with the first 300 words of its small list against nginx, over keep-alive
     head -300 /usr/share/dirb/wordlists/small.txt > "$WORK/dirb.txt"
     in_atk timeout 120 dirb "http://$S/" "$WORK/dirb.txt" -S -r >/dev/null 2>&1; }
+normal_telnet_dev() {  # telnet_u2r's steps without the root shell: a user writes, builds
+    # and runs a small program, then tidies up
+    for i in 1 2; do
+        in_atk "$PY" "$HERE/telnet_session.py" $S alice wonderland-7 "id" "mkdir -p ~/.k" "cd ~/.k" \
+            "printf '#include <stdio.h>\\nint main(void) { puts(\"hello\"); return 0; }\\n' > hello.c" \
+            "gcc -o hello hello.c" "./hello" "chmod +x hello" "ls -la" "wc -l hello.c" "cd; rm -rf ~/.k"
+        sleep 1; done; }
 web_back() {  # DARPA's back: requests of 54,000 slashes (NSL-KDD's back rows send 54,540 bytes),
     # 3 clients, 4 each; nginx answers 414 (URI too long) as a patched Apache would
     local url="http://$S/$(head -c 54000 /dev/zero | tr '\0' /)"
@@ -431,4 +438,5 @@ capture ftp_guess_proftpd ftp_guess_proftpd
 capture scan_frag nmap_scan -sS -f -p 1-300
 capture telnet_u2r telnet_u2r
 capture web_back web_back
+capture normal_telnet_dev normal_telnet_dev
 capture scan_decoy nmap_scan -sS -D 10.200.0.77,10.200.0.78,ME -p 1-300

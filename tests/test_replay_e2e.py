@@ -212,6 +212,11 @@ NORMAL = [
         "connection: 20.8 kB of requests. KDDTrain+'s http rows with over 20 kB of requests "
         "are 949 back (DoS) and 1 normal, as DARPA's HTTP/1.0 clients made a connection per "
         "request; classed dos at 0.56"),
+    known("normal_telnet_dev.pcap", REAL,
+        reason="telnet_u2r without the root shell: a user writes, compiles and runs a "
+        "small program in a 5 s session, classed u2r at 0.996. KDDTrain+'s 27 normal telnet "
+        "sessions that create files and compile last 3 hours (median; its exploits 79-458 s) "
+        "and its 286 normal sessions under 30 s do neither"),
     known("normal_lan.pcap", REAL,
         reason="a workstation joining a LAN: dnsmasq's DHCP offer and ack to the new "
         "client (one udp private record of 900 bytes, no answer) come out probe at 0.99; "
