@@ -300,6 +300,8 @@ normal_lan() {  # a workstation joining the LAN: DHCP, mDNS (avahi), LLMNR, NetB
     for p in index about news; do in_atk curl -s -o /dev/null "http://$S/$p.html"; sleep 0.5; done
     kill $avahi $dhcp; wait $avahi $dhcp 2>/dev/null || true
     in_atk ip route del 224.0.0.0/4 dev veth-atk; }
+portsweep() {  # nmap -sS: 10 well-known ports on each of 31 addresses
+    in_atk nmap -n -Pn -sS -T4 -p 21,22,23,25,80,110,111,143,443,3306 10.200.0.10-40 >/dev/null; }
 scan_slow() { in_atk nmap -n -Pn -sS -T2 -p 1-60 $S >/dev/null; }  # 0.4 s between probes
 ftp_guess_many() {  # hydra's default 16 tasks, 200 passwords: vsftpd resets after 3 failures
     in_atk hydra -l alice -P "$WORK/words200.txt" -f "ftp://$S" >/dev/null 2>&1; }
@@ -439,4 +441,5 @@ capture scan_frag nmap_scan -sS -f -p 1-300
 capture telnet_u2r telnet_u2r
 capture web_back web_back
 capture normal_telnet_dev normal_telnet_dev
+capture portsweep portsweep
 capture scan_decoy nmap_scan -sS -D 10.200.0.77,10.200.0.78,ME -p 1-300

@@ -86,6 +86,7 @@ ATTACKS = [
         "no horizontal TCP scan (1 row with 10+ connections to one service in 2 s, most to "
         "other hosts, and 1 or 2 to its own host: normal) and its 2,615 http REJ rows are "
         "normal; the 63 answered probes are classed normal, the 65 unanswered dos or probe"),
+    ("portsweep.pcap", "probe", None),  # nmap -sS, 10 ports on each of 31 addresses
     ("scan_connect.pcap", "probe", None),  # nmap -sT -p 1-1000 (full handshakes)
     ("scan_fin.pcap", "probe", None),      # nmap -sF, -sX, -sN, -sA over the top 500 ports
     ("scan_xmas.pcap", "probe", None),
