@@ -364,7 +364,7 @@ ftp_guess_proftpd() {  # hydra's defaults against ProFTPD, 3 logins a session. p
 fragments() { in_atk "$PY" "$HERE/send_fragments.py" "$1" $S; }
 telnet_u2r() {  # a user logs in over telnet, compiles an exploit, gains a root shell and looks
     # around as root. The hole, planted here: a setuid-root backup helper running `tar` through
-    # system() with the caller's PATH (the PATH/IFS class of DARPA's loadmodule and perl).
+    # system() with the caller's PATH (the environment class of DARPA's loadmodule, an IFS attack).
     printf '#include <stdlib.h>\n#include <unistd.h>\nint main(void) { if (setuid(0) || setgid(0)) return 1;\n  return system("tar -czf /tmp/kdd-backup.tgz /srv/ftp/pub 2>/dev/null"); }\n' \
         > "$WORK/helper.c"
     gcc -o "$HELPER" "$WORK/helper.c" && chmod 4755 "$HELPER"
