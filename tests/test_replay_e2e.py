@@ -216,8 +216,8 @@ NORMAL = [
     known("normal_telnet_dev.pcap", REAL,
         reason="telnet_u2r without the root shell: a user writes, compiles and runs a "
         "small program in a 5 s session, classed u2r at 0.996. KDDTrain+'s 27 normal telnet "
-        "sessions that create files and count a hot indicator last 3 hours (median; its "
-        "exploits 79-458 s), and 1 of its 286 normal sessions under 30 s does both"),
+        "sessions that create files and count a hot indicator last 3 hours (median; its 13 "
+        "U2R sessions like them 79-305 s), and 1 of its 286 normal sessions under 30 s does both"),
     known("normal_lan.pcap", REAL,
         reason="a workstation joining a LAN: dnsmasq's DHCP offer and ack to the new "
         "client (one udp private record of 900 bytes, no answer) come out probe at 0.99; "
