@@ -6,7 +6,7 @@
 #                   curl openssl bind9-dnsutils tcpdump iproute2 openssh-server sshpass masscan \
 #                   dovecot-pop3d dovecot-imapd slowhttptest iputils-ping dirb \
 #                   apache2-utils medusa ncrack avahi-daemon samba-common-bin gupnp-tools chromium \
-#                   zmap fping snmpd snmp \
+#                   zmap fping snmpd snmp gcc \
 #                   python3-scapy|pip scapy
 # ftp_guess_proftpd needs proftpd-core in vsftpd's place (the packages conflict): run it alone.
 set -euo pipefail
