@@ -195,7 +195,7 @@ typedef struct {
     double start, last, emit;
     int64_t emit_packet;
     uint8_t orig[16], resp[16];
-    uint8_t version, ipproto, land;
+    uint8_t version, ipproto, land, link_bcast;
     uint16_t orig_port, resp_port;
     int16_t service;
     int8_t flag;
@@ -218,6 +218,7 @@ typedef struct Conn {
     uint16_t orig_port, resp_port;
     uint8_t proto, version, orig_state, resp_state, orig_syn, resp_synack, role_swap;
     uint8_t analyzer_done[2]; /* [from_orig]: the analyzer wants no more of that direction */
+    uint8_t link_bcast;       /* the originator sent to the link's broadcast address */
     uint16_t counts[N_CONTENT]; /* what the line_counts rules set or added */
     struct LineState {        /* line-mode analyzers: the current line of each direction */
         char *buf;
@@ -342,6 +343,7 @@ typedef struct {
     Py_ssize_t caplen;      /* payload bytes present */
     Py_ssize_t payload_len; /* as the header states */
     int mpls;               /* under an MPLS label stack */
+    int link_bcast;         /* sent to the link's broadcast address (Ethernet, Linux SLL) */
 } Datagram;
 
 static int ethertype_reason(int ethertype) {
@@ -366,9 +368,11 @@ static int decode_ip(int linktype, const uint8_t *f, Py_ssize_t n, Datagram *d) 
     int ethertype;
     Py_ssize_t off = 0;
     d->mpls = 0;
+    d->link_bcast = 0;
     if (linktype == 1) {
     ethernet:
         if (n < off + 14) return -1 - R_TRUNC_LINK;
+        d->link_bcast = memcmp(f + off, "\xff\xff\xff\xff\xff\xff", 6) == 0;
         ethertype = be16(f + off + 12);
         off += 14;
         while (ethertype == 0x8100 || ethertype == 0x88A8 || ethertype == 0x9100) {
@@ -405,10 +409,12 @@ static int decode_ip(int linktype, const uint8_t *f, Py_ssize_t n, Datagram *d) 
         }
     } else if (linktype == 113) {
         if (n < 16) return -1 - R_TRUNC_LINK;
+        d->link_bcast = be16(f) == 1; /* packet type LINUX_SLL_BROADCAST */
         ethertype = be16(f + 14);
         off = 16;
     } else if (linktype == 276) {
         if (n < 20) return -1 - R_TRUNC_LINK;
+        d->link_bcast = f[10] == 1;
         ethertype = be16(f);
         off = 20;
     } else if (linktype == 101 || linktype == 12 || linktype == 14 || linktype == 228 ||
@@ -965,6 +971,7 @@ static int finish_conn(Kernel *k, Conn *c) {
     r->service = c->service;
     r->wrong_fragment = c->wrong_fragment;
     r->urgent = c->urgent;
+    r->link_bcast = c->link_bcast;
     return emit(k, r);
 }
 
@@ -1473,6 +1480,7 @@ static int icmp_record(Kernel *k, double ts, const Datagram *d, const Segment *s
     r->wrong_fragment = wrong;
     r->orig_pkts = 1;
     r->orig_fb = frame_len;
+    r->link_bcast = d->link_bcast;
     return emit(k, r);
 }
 
@@ -1510,7 +1518,7 @@ static int datagram(Kernel *k, double ts, const Datagram *d, int wrong, Py_ssize
     /* A packet stamped before the connection's latest (merged captures, a clock stepped back,
        capture queues interleaving) does not move it back: durations stay non-negative. */
     if (ts > c->last) c->last = ts;
-    if (from_orig) { c->orig_pkts++; c->orig_fb += frame_len; }
+    if (from_orig) { c->orig_pkts++; c->orig_fb += frame_len; c->link_bcast |= d->link_bcast; }
     else { c->resp_pkts++; c->resp_fb += frame_len; }
     if (wrong) c->wrong_fragment = c->wrong_fragment + wrong < 3 ? c->wrong_fragment + wrong : 3;
     if (proto == 6) {
@@ -1683,6 +1691,7 @@ static PyObject *K_datagram(Kernel *k, PyObject *args) {
     d.payload_len = payload_len;
     d.frag_offset = 0;
     d.more_fragments = 0;
+    d.link_bcast = 0;
     int rc = datagram(k, ts, &d, wrong, frame_len);
     PyBuffer_Release(&src);
     PyBuffer_Release(&dst);
@@ -1754,11 +1763,12 @@ static PyObject *record_object(Kernel *k, const Record *r) {
     int family = r->version == 4 ? AF_INET : AF_INET6;
     inet_ntop(family, r->orig, src, sizeof src);
     inet_ntop(family, r->resp, dst, sizeof dst);
-    return PyObject_CallFunction(k->record_cls, "dddsisiOiNLLLLL", r->start, r->last, r->emit,
+    return PyObject_CallFunction(k->record_cls, "dddsisiOiNLLLLLi", r->start, r->last, r->emit,
                                  src, (int)r->orig_port, dst, (int)r->resp_port,
                                  k->proto_names[pi], (int)r->ipproto, f, (long long)r->orig_pkts,
                                  (long long)r->resp_pkts, (long long)r->orig_fb,
-                                 (long long)r->resp_fb, (long long)r->emit_packet);
+                                 (long long)r->resp_fb, (long long)r->emit_packet,
+                                 (int)r->link_bcast);
 }
 
 static PyObject *K_drain(Kernel *k, PyObject *unused) {

@@ -29,8 +29,9 @@ HALF_OPEN_DOS = {"class": "dos", "flag": "S0", "land": False, "type": "detection
 # DHCP requests, IPv6 neighbour discovery): no NSL-KDD row looks like it (DARPA's 1998 network
 # had none), and a workstation joining a LAN makes a dozen such records the model may call DoS
 # or Probe. An attack reaches its victim at a unicast address, where alerts still go.
-LOCAL_GROUPS = [{"cidr": cidr, "track": "by_dst"}
-                for cidr in ("224.0.0.0/4", "255.255.255.255/32", "ff00::/8")]
+LOCAL_GROUPS = [*({"cidr": cidr, "track": "by_dst"}
+                  for cidr in ("224.0.0.0/4", "255.255.255.255/32", "ff00::/8")),
+                {"link_broadcast": True}]
 # Leaves are (type or tuple of types, default). Nested dicts are sections.
 SCHEMA: dict[str, Any] = {
     "interface": (str, "eth0"),
@@ -243,11 +244,20 @@ def _check_rules(cfg: Config, source: str | None) -> None:
             raise ConfigError(f"{key}.count", "count and seconds must be positive", source)
     for i, rule in enumerate(cfg["alerts"]["suppress"]):
         key = f"alerts.suppress[{i}]"
-        if not isinstance(rule, dict) or "cidr" not in rule:
-            raise ConfigError(key, "must be a mapping with a cidr", source)
+        if not isinstance(rule, dict) or ("cidr" in rule) == ("link_broadcast" in rule):
+            raise ConfigError(key, "must be a mapping with a cidr or link_broadcast", source)
         for k in rule:
-            if k not in ("cidr", "track", "class"):
+            if k not in ("cidr", "track", "class", "link_broadcast"):
                 raise ConfigError(f"{key}.{k}", "unknown key", source)
+        if rule.get("class", "any") not in (*ATTACK_CLASSES, "any"):
+            raise ConfigError(f"{key}.class", f"must be one of {', '.join(ATTACK_CLASSES)}, any",
+                              source)
+        if "link_broadcast" in rule:
+            if not isinstance(rule["link_broadcast"], bool):
+                raise ConfigError(f"{key}.link_broadcast", "must be true or false", source)
+            if "track" in rule:
+                raise ConfigError(f"{key}.track", "a link_broadcast rule has no track", source)
+            continue
         try:
             ipaddress.ip_network(str(rule["cidr"]), strict=False)
         except ValueError:

@@ -1,6 +1,8 @@
 """Alert volume control with Suricata's semantics, in packet time.
 
-- suppress: drop alerts whose source, destination or either address is in a CIDR.
+- suppress: drop alerts whose source, destination or either address is in a CIDR, or
+  (`link_broadcast: true`) whose originator sent to the link's broadcast address: a subnet's
+  broadcasts (NetBIOS, DHCP) whatever its netmask, which a capture does not tell.
 - limit: at most `count` alerts per `seconds` per tracked key (by_src, by_dst, by_both,
   or by_rule: the class alone).
 - threshold: an alert on every `count`-th event within `seconds`.
@@ -45,9 +47,13 @@ class AlertFilter:
         # at each address seen there. A flood's every alert passes here with one victim's
         # address, so the verdict is worked out once per address.
         self.watching: tuple[list, list] = ([], [])  # (version, network, netmask, classes)
+        self.on_link_broadcast: set[str] = set()  # classes suppressed on link broadcasts
         for r in suppress:
-            net = ipaddress.ip_network(str(r["cidr"]), strict=False)
             cls = r.get("class", "any")
+            if r.get("link_broadcast"):
+                self.on_link_broadcast.update(ATTACKS if cls == "any" else (cls,))
+                continue
+            net = ipaddress.ip_network(str(r["cidr"]), strict=False)
             for side in SIDES[r.get("track", "by_either")]:
                 self.watching[side].append((net.version, int(net.network_address),
                                             int(net.netmask), ATTACKS if cls == "any" else (cls,)))
@@ -61,7 +67,8 @@ class AlertFilter:
         r = alert.record
         src_rules, dst_rules = self.watching
         if (dst_rules and cls in self._suppressed_at(1, r.dst_ip)) or (
-                src_rules and cls in self._suppressed_at(0, r.src_ip)):
+                src_rules and cls in self._suppressed_at(0, r.src_ip)) or (
+                r.link_broadcast and cls in self.on_link_broadcast):
             self.suppressed[cls] += 1
             return False
         for i, (rule_class, flag, land, kind, track, count, seconds) in enumerate(self.rules):

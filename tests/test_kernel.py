@@ -420,3 +420,34 @@ def test_ipv6_extension_headers_and_fragments():
     dns = by_service["domain_u"]
     assert dns.features[4] == 3000 and dns.features[7] == 0           # src_bytes, wrong_fragment
     assert ex.fragments.stats["reassembled"] == 1 and not ex.skipped
+
+
+def _udp_datagram(dst: bytes) -> bytes:
+    """NetBIOS datagram service, 192.0.2.7 to `dst`."""
+    udp = struct.pack("!HHHH", 138, 138, 8 + 20, 0) + b"x" * 20
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                       bytes((192, 0, 2, 7)), dst) + udp
+
+
+BROADCAST_MAC, HOST_MAC = b"\xff" * 6, b"\x02\x00\x00\x00\x00\x09"
+SUBNET_BROADCAST = bytes((192, 0, 2, 255))
+
+
+@pytest.mark.parametrize(("linktype", "frame", "marked"), [
+    (1, BROADCAST_MAC + HOST_MAC + b"\x08\x00" + _udp_datagram(SUBNET_BROADCAST), 1),
+    (1, HOST_MAC + HOST_MAC + b"\x08\x00" + _udp_datagram(SUBNET_BROADCAST), 0),
+    # Linux SLL: packet type 1 is "sent to us by someone else as a broadcast"
+    (113, struct.pack("!HHH8sH", 1, 1, 6, HOST_MAC + b"\0\0", 0x0800)
+     + _udp_datagram(SUBNET_BROADCAST), 1),
+    (113, struct.pack("!HHH8sH", 0, 1, 6, HOST_MAC + b"\0\0", 0x0800)
+     + _udp_datagram(SUBNET_BROADCAST), 0),
+    # SLL2: protocol, reserved, interface, ARPHRD, packet type at byte 10
+    (276, struct.pack("!HHIHBB8s", 0x0800, 0, 1, 1, 1, 6, HOST_MAC + b"\0\0")
+     + _udp_datagram(SUBNET_BROADCAST), 1),
+    (101, _udp_datagram(SUBNET_BROADCAST), 0),  # raw IP: no link layer to tell
+], ids=["ethernet_broadcast", "ethernet_unicast", "sll_broadcast", "sll_host", "sll2_broadcast",
+        "raw_ip"])
+def test_a_datagram_to_the_link_broadcast_is_marked(linktype, frame, marked):
+    (record,) = _records_of([(1.0, linktype, frame)])
+    assert (record.dst_ip, record.features[2]) == ("192.0.2.255", "private")
+    assert record.link_broadcast == marked

@@ -266,6 +266,17 @@ def test_lan_chatter_to_groups_is_suppressed_by_default(rsyslog, tmp_path):
     assert re.search(r"alerts suppressed\s+[1-9]", result["stderr"]), result["stderr"]
 
 
+def test_a_subnet_broadcast_is_suppressed_by_the_link_broadcast_rule(rsyslog, tmp_path):
+    """Zeek's smtp trace holds a NetBIOS datagram to 10.10.1.255, Ethernet ff:ff:ff:ff:ff:ff:
+    the model calls it probe, and the default link_broadcast rule keeps it out of the alerts
+    without knowing the subnet's mask."""
+    result = replay(PUBLIC / "zeek_smtp.pcap", rsyslog, tmp_path)
+    (netbios,) = [r for r in result["rows"] if r["dst_ip"] == "10.10.1.255"]
+    assert netbios["predicted_class"] == "probe"
+    assert not [e for e in result["eve"] if e["dest_ip"] == "10.10.1.255"]
+    assert re.search(r"alerts suppressed\s+1 \(probe 1\)", result["stderr"]), result["stderr"]
+
+
 def test_unanswered_attempts_are_held_back_by_the_default_rule(rsyslog, tmp_path):
     """curl, ssh and swaks against a server whose answers are dropped: the model calls the S0
     records dos (none of NSL-KDD's normal S0 rows go to ssh or https), and the default

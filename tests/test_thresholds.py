@@ -73,15 +73,28 @@ def test_suppress_by_cidr():
 
 
 def test_local_groups_suppress_multicast_and_broadcast_destinations_only():
+    """192.0.2.255 may be a host of a /23: only the link-layer mark makes it a broadcast."""
     f = AlertFilter([], LOCAL_GROUPS)
     to_groups = [alert_at(0, dst=d) for d in ("224.0.0.251", "239.255.255.250",
                                               "255.255.255.255", "ff02::fb", "ff05::c")]
     from_group_member = alert_at(1, src="224.0.0.251", dst="192.0.2.2")
     unicast = [alert_at(2, dst=d) for d in ("192.0.2.255", "2001:db8::1", "223.255.255.255",
                                             "240.0.0.1")]
+    subnet_broadcast = alert_at(3, dst="192.0.2.255")
+    subnet_broadcast.record.link_broadcast = 1
     assert allowed(f, to_groups) == [False] * 5
     assert allowed(f, [from_group_member, *unicast]) == [True] * 5
-    assert f.suppressed == {"dos": 5}
+    assert allowed(f, [subnet_broadcast]) == [False]
+    assert f.suppressed == {"dos": 6}
+
+
+def test_link_broadcast_rule_suppresses_what_went_to_the_link_broadcast():
+    f = AlertFilter([], [{"link_broadcast": True, "class": "probe"}])
+    marked = [alert_at(t, cls) for t, cls in ((0, "probe"), (1, "dos"))]
+    for a in marked:
+        a.record.link_broadcast = 1
+    assert allowed(f, [*marked, alert_at(2, "probe")]) == [False, True, True]
+    assert f.suppressed == {"probe": 1}
 
 
 def test_detection_filter_alerts_every_event_after_count():
