@@ -28,7 +28,9 @@ HALF_OPEN_DOS = {"class": "dos", "flag": "S0", "land": False, "type": "detection
 # Service discovery and configuration sent to a group, not to a host (mDNS, LLMNR, SSDP,
 # DHCP requests, IPv6 neighbour discovery): no NSL-KDD row looks like it (DARPA's 1998 network
 # had none), and a workstation joining a LAN makes a dozen such records the model may call DoS
-# or Probe. An attack reaches its victim at a unicast address, where alerts still go.
+# or Probe. An attack reaches its victim at a unicast address, where alerts still go. A
+# subnet's broadcast address depends on a netmask no capture carries: the link layer's
+# broadcast address marks it instead (NetBIOS announcements to 192.168.1.255).
 LOCAL_GROUPS = [*({"cidr": cidr, "track": "by_dst"}
                   for cidr in ("224.0.0.0/4", "255.255.255.255/32", "ff00::/8")),
                 {"link_broadcast": True}]
@@ -245,7 +247,7 @@ def _check_rules(cfg: Config, source: str | None) -> None:
     for i, rule in enumerate(cfg["alerts"]["suppress"]):
         key = f"alerts.suppress[{i}]"
         if not isinstance(rule, dict) or ("cidr" in rule) == ("link_broadcast" in rule):
-            raise ConfigError(key, "must be a mapping with a cidr or link_broadcast", source)
+            raise ConfigError(key, "must be a mapping with either a cidr or link_broadcast", source)
         for k in rule:
             if k not in ("cidr", "track", "class", "link_broadcast"):
                 raise ConfigError(f"{key}.{k}", "unknown key", source)
