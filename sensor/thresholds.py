@@ -2,7 +2,7 @@
 
 - suppress: drop alerts whose source, destination or either address is in a CIDR, or
   (`link_broadcast: true`) whose originator sent to the link's broadcast address: a subnet's
-  broadcasts (NetBIOS, DHCP) whatever its netmask, which a capture does not tell.
+  broadcasts (NetBIOS announcements) whatever its netmask, which a capture does not tell.
 - limit: at most `count` alerts per `seconds` per tracked key (by_src, by_dst, by_both,
   or by_rule: the class alone).
 - threshold: an alert on every `count`-th event within `seconds`.
@@ -50,8 +50,9 @@ class AlertFilter:
         self.on_link_broadcast: set[str] = set()  # classes suppressed on link broadcasts
         for r in suppress:
             cls = r.get("class", "any")
-            if r.get("link_broadcast"):
-                self.on_link_broadcast.update(ATTACKS if cls == "any" else (cls,))
+            if "link_broadcast" in r:
+                if r["link_broadcast"]:
+                    self.on_link_broadcast.update(ATTACKS if cls == "any" else (cls,))
                 continue
             net = ipaddress.ip_network(str(r["cidr"]), strict=False)
             for side in SIDES[r.get("track", "by_either")]:

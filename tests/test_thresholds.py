@@ -95,6 +95,7 @@ def test_link_broadcast_rule_suppresses_what_went_to_the_link_broadcast():
         a.record.link_broadcast = 1
     assert allowed(f, [*marked, alert_at(2, "probe")]) == [False, True, True]
     assert f.suppressed == {"probe": 1}
+    assert allowed(AlertFilter([], [{"link_broadcast": False}]), marked) == [True, True]
 
 
 def test_detection_filter_alerts_every_event_after_count():
