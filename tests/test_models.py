@@ -6,6 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,15 +145,20 @@ def test_evaluate_accepts_extractor_output_with_labels(tmp_path):
     assert json.loads(out.stdout)[0]["rows"] == 50 == len(rows.features[:50])
 
 
-@pytest.mark.slow
-def test_training_smoke_run_converts_and_loads(tmp_path):
-    pytest.importorskip("tensorflow")
+def smoke_training(out_dir: Path) -> subprocess.CompletedProcess:
     out = subprocess.run([sys.executable, "-m", "sensor.cli", "train", "--epochs", "2",
                           "--subset", "3000", "--cold-start-fraction", "0.1", "--echo-twins",
                           "--calibration-samples", "2", "--no-report",
-                          "--out", str(tmp_path)],
+                          "--out", str(out_dir)],
                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
+@pytest.mark.slow
+def test_training_smoke_run_converts_and_loads(tmp_path):
+    pytest.importorskip("tensorflow")
+    out = smoke_training(tmp_path)
     assert "epoch   1" in out.stdout and "epoch   2" in out.stdout
     training = json.loads((tmp_path / "kdd_cnn_lstm.json").read_text())["training"]
     assert abs(training["rows"] - 3000) < 10  # the subset asked for, not the rest of the file
@@ -170,6 +176,22 @@ def test_training_smoke_run_converts_and_loads(tmp_path):
     assert clf.predict(data.read_rows(data.TEST21).features[:64]).shape == (64, 5)
     assert not [op for op in op_names(tmp_path / "kdd_cnn_lstm.tflite")
                 if any(bad in op for bad in FORBIDDEN_OPS)]
+
+
+@pytest.mark.slow
+def test_training_is_reproducible(tmp_path):
+    """The same `train` command twice gives the same model file, so anyone can rebuild the
+    shipped model and its report (it was, byte for byte, from a fresh `kdd-sensor train`)."""
+    pytest.importorskip("tensorflow")
+    runs = [tmp_path / "first", tmp_path / "second"]
+    for run in runs:
+        smoke_training(run)
+    first, second = ((run / "kdd_cnn_lstm.tflite").read_bytes() for run in runs)
+    assert first == second
+    meta = [json.loads((run / "kdd_cnn_lstm.json").read_text()) for run in runs]
+    for m in meta:
+        del m["training"]["seconds"]
+    assert meta[0] == meta[1]
 
 
 def test_echo_twins_copy_fragmented_echoes_as_the_other_echo_type():
