@@ -209,6 +209,16 @@ for i in range({BURST}):
 """
 
 
+def link_counters() -> dict[str, int]:
+    out = {}
+    for ns, dev in ((NS_A, "kdd-va"), (NS_B, "kdd-vb")):
+        for name in ("tx_packets", "tx_dropped", "rx_packets", "rx_dropped"):
+            out[f"{dev}.{name}"] = int(subprocess.run(
+                ["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{dev}/statistics/{name}"],
+                capture_output=True, text=True, check=True).stdout)
+    return out
+
+
 def test_sigterm_analyses_what_the_capture_buffer_still_holds(namespaces, tmp_path):
     """A flood leaves packets in the kernel's buffer; a stop reads them before the flush."""
     notify_path = tmp_path / "notify.sock"
@@ -231,15 +241,18 @@ def test_sigterm_analyses_what_the_capture_buffer_still_holds(namespaces, tmp_pa
                 return False
         wait_for(ready, 60, "READY=1")
         sensor.send_signal(signal.SIGSTOP)  # the burst waits in the kernel's buffer
+        before = link_counters()
         subprocess.run(["ip", "netns", "exec", NS_A, sys.executable, "-c", BURST_SENDER],
                        check=True, timeout=120)
+        after = link_counters()
         sensor.send_signal(signal.SIGTERM)
         sensor.send_signal(signal.SIGCONT)
         _, err = sensor.communicate(timeout=60)
         assert sensor.returncode == 0, err
         assert "unread" not in err
         rows = [r for r in csv.DictReader(conns.open()) if r["dst_port"] == "80"]
-        assert len(rows) == BURST, err
+        # on failure, the veth's own counters say whether the burst reached the interface
+        assert len(rows) == BURST, (err, {k: after[k] - before[k] for k in after})
     finally:
         if sensor.poll() is None:
             sensor.kill()

@@ -85,7 +85,8 @@ ATTACKS = [
         reason="zmap's SYNs to port 80 of 128 addresses, one each: KDDTrain+ has "
         "no horizontal TCP scan (1 row with 10+ connections to one service in 2 s, most to "
         "other hosts, and 1 or 2 to its own host: normal) and its 2,615 http REJ rows are "
-        "normal; the 63 answered probes are classed normal, the 65 unanswered dos or probe"),
+        "normal; its 62 answered probes are classed normal, and 63 of the 66 unanswered "
+        "probe"),
     ("portsweep.pcap", "probe", None),  # nmap -sS, 10 ports on each of 31 addresses
     ("scan_connect.pcap", "probe", None),  # nmap -sT -p 1-1000 (full handshakes)
     ("scan_fin.pcap", "probe", None),      # nmap -sF, -sX, -sN, -sA over the top 500 ports
@@ -100,8 +101,9 @@ ATTACKS = [
     ("scan_frag.pcap", "probe", None),     # nmap -sS -f: every probe in 8-byte IP fragments
     ("scan_decoy.pcap", "probe", None),    # nmap -sS -D: each probe also from 2 decoy sources
     known("udp_flood.pcap", "dos", None,
-        reason="NSL-KDD's training data has no UDP flood: hping3's 5,000 "
-        "datagrams to udp/53 are classed probe"),
+        reason="NSL-KDD's training data has no UDP flood: of hping3's 5,000 "
+        "datagrams to udp/53, 4,866 are classed normal and 134 probe (the float model: 4,810 "
+        "and 190; model 1.2.0's int8 rounding called all 5,000 probe)"),
     known("ping_flood.pcap", "dos", None,
         reason="NSL-KDD's ICMP flood rows (smurf) are echo *replies*: an echo "
         "request flood and its replies are all classed probe"),
@@ -124,10 +126,14 @@ ATTACKS = [
         "KDDTest+ only) read as logged in with no failed login, as hydra's 5 connections to "
         "Dovecot do here, and the model classes those normal (here 4, and 1 probe)"),
     ("imap_guess.pcap", "r2l", "143"),  # hydra against Dovecot IMAP: never logged in
-    ("ftp_guess_proftpd.pcap", "r2l", "21"),  # hydra's defaults against ProFTPD: 37 of 72
+    known("ftp_guess_proftpd.pcap", "r2l", "21",
+        reason="hydra's default 16 tasks against ProFTPD: 30 of 72 connections "
+        "classed r2l, as with ftp_guess_many below: those with 10 or more connections to the "
+        "server in their 2 s window come out normal (the float model: 35; model 1.2.0's int8 "
+        "rounding: 37)"),
     known("ftp_guess_many.pcap", "r2l", "21",
-        reason="hydra's default 16 tasks against vsftpd: 30 of 72 connections "
-        "classed r2l. Each wave opens 16 at once, and the model calls those with 10 or more "
+        reason="hydra's default 16 tasks against vsftpd: 22 of 72 connections "
+        "classed r2l (the float model: 28). Each wave opens 16 at once, and the model calls those with 10 or more "
         "connections to the server in their 2 s window normal (KDDTrain+'s 53 guess_passwd "
         "rows are telnet, each with 1-3 connections in its 2 s window)"),
     known(PUBLIC / "zeek_ftp_bruteforce.pcap", "r2l", "21",
@@ -191,11 +197,9 @@ NORMAL = [
     # cold starts, called the first short transfers of each r2l (README, Limitations)
     ("normal_ftp.pcap", REAL),
     ("normal_ftp_active.pcap", REAL),
-    known("normal_imap.pcap", REAL,
-        reason="curl's 6 IMAP sessions in 3 pairs a second apart: the fifth (105 bytes "
-        "up, 826 down) has 2 others in its 2 s window and comes out r2l at 0.59; with 4 others "
-        "it was normal at 0.70, which is what it had while the end of a capture flushed every "
-        "open connection at once (the capture ends 0.5 s after it closes)"),
+    # curl's 6 IMAP sessions; model 1.2.0's int8 rounding called one r2l at 0.59, its float
+    # model normal, as 1.3.0 does in int8 (models/REPORT.md: fixed gate ranges)
+    ("normal_imap.pcap", REAL),
     ("normal_dns_tcp.pcap", REAL),  # dig +tcp (1.1.1: 2 of 3 r2l)
     known("normal_mixed.pcap", REAL,
         reason="4 rounds of web, DNS, IMAP, POP3, SMTP, FTP and SSH against one "
@@ -208,11 +212,10 @@ NORMAL = [
         "u2r: KDDTrain+ holds 4 logged-in non-guest FTP sessions that are normal and 3 "
         "attacks (buffer_overflow, loadmodule, rootkit), and the upload (a file creation) "
         "with lftp's SITE UTIME (hot) looks like the attacks"),
-    known("normal_keepalive.pcap", REAL,
-        reason="curl with a browser's headers fetching 60 pages over one keep-alive "
-        "connection: 20.8 kB of requests. KDDTrain+'s http rows with over 20 kB of requests "
-        "are 949 back (DoS) and 1 normal, as DARPA's HTTP/1.0 clients made a connection per "
-        "request; classed dos at 0.56"),
+    # curl with a browser's headers fetching 60 pages over one keep-alive connection (20.8 kB
+    # of requests, where KDDTrain+'s http rows with over 20 kB are 949 back and 1 normal):
+    # model 1.2.0's int8 rounding said dos at 0.56, its float model and 1.3.0 normal
+    ("normal_keepalive.pcap", REAL),
     known("normal_telnet_dev.pcap", REAL,
         reason="telnet_u2r without the root shell: a user writes, compiles and runs a "
         "small program in a 5 s session, classed u2r at 0.996. KDDTrain+'s 27 normal telnet "
@@ -252,18 +255,16 @@ def to_group(address: str) -> bool:
     return ipaddress.ip_address(address).is_multicast or address == "255.255.255.255"
 
 
-def test_lan_chatter_to_groups_is_suppressed_by_default(rsyslog, tmp_path):
+def test_lan_chatter_to_groups_raises_no_alert(rsyslog, tmp_path):
     """avahi-daemon, udhcpc, nmblookup, gssdp-discover and dig as a workstation joining a LAN:
-    the model calls avahi's mDNS announcements dos (no NSL-KDD row looks like them), and the
-    default suppression of multicast and broadcast destinations keeps that out of the alerts;
-    the connection log still shows it."""
+    no NSL-KDD row looks like mDNS, SSDP or NetBIOS announcements; model 1.2.0's int8 rounding
+    called some of them dos, 1.3.0 calls them normal, and the default suppression of multicast
+    and broadcast destinations (tests/test_thresholds.py) would keep either out of the alerts."""
     result = replay(REAL / "normal_lan.pcap", rsyslog, tmp_path)
     chatter = [r for r in result["rows"] if to_group(r["dst_ip"])]
     assert {r["service"] for r in chatter} >= {"other", "private", "oth_i"}
     assert len(chatter) >= 10
-    assert any(r["predicted_class"] != "normal" for r in chatter)
-    assert result["eve"] and not [e for e in result["eve"] if to_group(e["dest_ip"])]
-    assert re.search(r"alerts suppressed\s+[1-9]", result["stderr"]), result["stderr"]
+    assert not [e for e in result["eve"] if to_group(e["dest_ip"])]
 
 
 def test_a_subnet_broadcast_is_suppressed_by_the_link_broadcast_rule(rsyslog, tmp_path):
