@@ -4,4 +4,5 @@ everything else about the package is in pyproject.toml."""
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("feature_extractor._kernel", ["feature_extractor/_kernel.c"],
-                             extra_compile_args=["-O2"])])
+                             extra_compile_args=["-O2", "-Werror=incompatible-pointer-types",
+                                                 "-Werror=implicit-function-declaration"])])

@@ -182,6 +182,8 @@ static const char *TUNNEL_NAMES[N_TUNNELS] = {"vxlan", "gre", "erspan", "mpls"};
 #define COUNT_CAP 511
 #define HOST_WINDOW 255
 #define SWEEP_INTERVAL 0.1
+#define INTERIM_CHECK 1.0 /* seconds of packet time between looks for long connections */
+#define MAX_INTERIM 8
 #define MAX_RECORD (1 << 18)
 #define WELL_KNOWN 1024
 #define N_CONTENT 13
@@ -204,7 +206,10 @@ typedef struct {
     int64_t count, srv_count, host_count, host_srv_count;
     double rates[15];
     int64_t orig_pkts, resp_pkts, orig_fb, resp_fb;
+    uint8_t interim; /* a snapshot of a connection still open */
 } Record;
+
+typedef struct { Record *r; size_t n, cap; } Records;
 
 /* ---------------------------------------------------------------- connections */
 
@@ -219,6 +224,8 @@ typedef struct Conn {
     uint8_t proto, version, orig_state, resp_state, orig_syn, resp_synack, role_swap;
     uint8_t analyzer_done[2]; /* [from_orig]: the analyzer wants no more of that direction */
     uint8_t link_bcast;       /* the originator sent to the link's broadcast address */
+    uint8_t interim_step;     /* which interim age is next */
+    double next_interim;      /* when the next snapshot falls due */
     uint16_t counts[N_CONTENT]; /* what the line_counts rules set or added */
     struct LineState {        /* line-mode analyzers: the current line of each direction */
         char *buf;
@@ -320,8 +327,9 @@ typedef struct {
     Map hw_hosts, hw_pair, hw_port;
     HostWindow *hw_lru_head, *hw_lru_tail;
     Map sw_svcs, sw_pair;
-    Record *records;
-    size_t n_records, cap_records;
+    Records records, snapshots;
+    double interim[MAX_INTERIM], next_interim_check; /* ages of a connection's snapshots */
+    int n_interim;
     /* counters */
     int64_t packets, bytes, evicted, expired[N_QUEUES], skipped[N_REASONS], by_proto[3];
     int64_t tunnelled[N_TUNNELS];
@@ -847,17 +855,108 @@ static int traffic_features(Kernel *k, Record *r, const uint64_t host[3], int64_
     return 0;
 }
 
+/* The 19 traffic features a connection would get if it finished now, leaving the windows as
+ * they are: traffic_features' arithmetic with this connection added in thought, and the
+ * oldest entry of a full host or service window taken out in thought. */
+static int peek_traffic_features(Kernel *k, Record *r, const uint64_t host[3], int64_t svc,
+                                 unsigned src_port, int flag) {
+    int serr = SYN_ERROR[flag], rerr = REJ_ERROR[flag];
+    if (window_evict(k, k->now - TIME_WINDOW) < 0) return -1;
+    uint64_t svckey[1] = {(uint64_t)svc}, pk[3], ok[3];
+    pair_key(pk, host, svc);
+    pair_key(ok, host, src_port);
+    int64_t same_before = count_get(&k->w2_pair, pk), fresh = same_before == 0;
+    MNode *h = map_find(&k->w2_host, host, hash_words(host, 3));
+    MNode *s = map_find(&k->w2_svc, svckey, hash_words(svckey, 1));
+    int64_t none[4] = {0, 0, 0, 0};
+    const int64_t *hv = h ? h->v : none, *sv = s ? s->v : none;
+    int64_t count = hv[0] + 1, srv_count = sv[0] + 1;
+    double c = (double)count, sc = (double)srv_count;
+    r->count = count < COUNT_CAP ? count : COUNT_CAP;
+    r->srv_count = srv_count < COUNT_CAP ? srv_count : COUNT_CAP;
+    r->rates[0] = (hv[1] + serr) / c;
+    r->rates[1] = (sv[1] + serr) / sc;
+    r->rates[2] = (hv[2] + rerr) / c;
+    r->rates[3] = (sv[2] + rerr) / sc;
+    r->rates[4] = (same_before + 1) / c;
+    r->rates[5] = diff_rate(hv[3] + fresh, c);
+    r->rates[6] = diff_rate(sv[3] + fresh, sc);
+
+    MNode *hn = map_find(&k->hw_hosts, host, hash_words(host, 3));
+    const HostWindow *w = hn ? hn->ptr : NULL;
+    const HostEntry *old = w && w->len == HOST_WINDOW ? &w->ring[w->head] : NULL;
+    int64_t n = w ? w->len : 0, services = w ? w->services : 0;
+    int64_t same_h = count_get(&k->hw_pair, pk), ports = count_get(&k->hw_port, ok);
+    int64_t serror = w ? w->serror : 0, rerror = w ? w->rerror : 0;
+    if (old) {
+        uint64_t opk[3];
+        pair_key(opk, host, old->svc);
+        if (old->svc == svc) {
+            if (--same_h == 0) services--;
+        } else if (count_get(&k->hw_pair, opk) == 1) {
+            services--;
+        }
+        if (old->sport == src_port) ports--;
+        serror -= old->serr;
+        rerror -= old->rerr;
+        n--;
+    }
+    if (same_h == 0) services++;
+    n++;
+    same_h++;
+    ports++;
+    serror += serr;
+    rerror += rerr;
+
+    MNode *sn = map_find(&k->sw_svcs, svckey, hash_words(svckey, 1));
+    const SvcWindow *sw = sn ? sn->ptr : NULL;
+    const SvcEntry *sold = sw && sw->len == HOST_WINDOW ? &sw->ring[sw->head] : NULL;
+    int64_t sn_ = sw ? sw->len : 0, hosts = sw ? sw->hosts : 0;
+    int64_t same_s = count_get(&k->sw_pair, pk);
+    int64_t s_serror = sw ? sw->serror : 0, s_rerror = sw ? sw->rerror : 0;
+    if (sold) {
+        uint64_t spk[3];
+        pair_key(spk, sold->host, svc);
+        if (memcmp(sold->host, host, sizeof sold->host) == 0) {
+            if (--same_s == 0) hosts--;
+        } else if (count_get(&k->sw_pair, spk) == 1) {
+            hosts--;
+        }
+        s_serror -= sold->serr;
+        s_rerror -= sold->rerr;
+        sn_--;
+    }
+    if (same_s == 0) hosts++;
+    sn_++;
+    s_serror += serr;
+    s_rerror += rerr;
+
+    double dn = (double)n, dsn = (double)sn_;
+    r->host_count = n;
+    r->host_srv_count = sn_;
+    r->rates[7] = same_h / dn;
+    r->rates[8] = diff_rate(services, dn);
+    r->rates[9] = ports / dn;
+    r->rates[10] = diff_rate(hosts, dsn);
+    r->rates[11] = serror / dn;
+    r->rates[12] = s_serror / dsn;
+    r->rates[13] = rerror / dn;
+    r->rates[14] = s_rerror / dsn;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- emitting records */
 
-static Record *new_record(Kernel *k) {
-    if (k->n_records == k->cap_records) {
-        size_t cap = k->cap_records ? k->cap_records * 2 : 4096;
-        Record *recs = realloc(k->records, cap * sizeof(Record));
+/* The next free slot, zeroed; it counts once the caller has filled it. */
+static Record *new_record(Records *out) {
+    if (out->n == out->cap) {
+        size_t cap = out->cap ? out->cap * 2 : 4096;
+        Record *recs = realloc(out->r, cap * sizeof(Record));
         if (!recs) { PyErr_NoMemory(); return NULL; }
-        k->records = recs;
-        k->cap_records = cap;
+        out->r = recs;
+        out->cap = cap;
     }
-    Record *r = &k->records[k->n_records];
+    Record *r = &out->r[out->n];
     memset(r, 0, sizeof *r);
     return r;
 }
@@ -874,12 +973,17 @@ static int emit(Kernel *k, Record *r) {
                       : r->service;
     r->emit = k->now;
     r->emit_packet = k->packets;
-    if (traffic_features(k, r, host, svc, r->orig_port, r->flag) < 0) {
+    if ((r->interim ? peek_traffic_features : traffic_features)(k, r, host, svc, r->orig_port,
+                                                                 r->flag) < 0) {
         PyErr_NoMemory();
         return -1;
     }
+    if (r->interim) {
+        k->snapshots.n++;
+        return 0;
+    }
     k->by_proto[proto_index(r->ipproto)]++;
-    k->n_records++;
+    k->records.n++;
     return 0;
 }
 
@@ -910,21 +1014,23 @@ static PyObject *addr_bytes(const uint8_t *a, int version) {
 
 static int flush_lines(Kernel *k, Conn *c);
 
-/* A finished connection becomes a record; the caller frees the connection. */
-static int finish_conn(Kernel *k, Conn *c) {
-    Record *r = new_record(k);
+/* A finished connection becomes a record (the caller frees the connection); or, `interim`,
+ * a snapshot of one still open: what it would be if it finished now, its half-read lines
+ * left for later and the windows untouched. */
+static int conn_record(Kernel *k, Conn *c, int interim) {
+    Record *r = new_record(interim ? &k->snapshots : &k->records);
     if (!r) return -1;
     int flag = c->proto == 6 ? tcp_flag(c) : SF;
-    if (k->rules[c->service].line_mode && flush_lines(k, c) < 0) return -1;
+    if (!interim && k->rules[c->service].line_mode && flush_lines(k, c) < 0) return -1;
     if (c->analyzer || c->service == k->s_ftp_data) {
         PyObject *orig = addr_bytes(c->orig_addr, c->version);
         PyObject *resp = addr_bytes(c->resp_addr, c->version);
         PyObject *res = NULL;
         if (orig && resp)
-            res = PyObject_CallMethod(k->hooks, "content", "OOOO",
+            res = PyObject_CallMethod(k->hooks, "content", "OOOOO",
                                       c->analyzer ? c->analyzer : Py_None,
                                       c->service == k->s_ftp_data ? Py_True : Py_False, orig,
-                                      resp);
+                                      resp, interim ? Py_False : Py_True);
         Py_XDECREF(orig);
         Py_XDECREF(resp);
         if (!res) return -1;
@@ -972,8 +1078,11 @@ static int finish_conn(Kernel *k, Conn *c) {
     r->wrong_fragment = c->wrong_fragment;
     r->urgent = c->urgent;
     r->link_bcast = c->link_bcast;
+    r->interim = interim;
     return emit(k, r);
 }
+
+static int finish_conn(Kernel *k, Conn *c) { return conn_record(k, c, 0); }
 
 static void conn_free(Conn *c) {
     Py_XDECREF(c->analyzer);
@@ -1035,6 +1144,27 @@ static int finish_all(Kernel *k, Done *done, size_t n) {
     return status;
 }
 
+/* Connections open past their next interim age are snapshotted (once, however many ages a
+ * gap in packet time passed); a closed one waiting out its last packets is its record within
+ * a second. A look at every open connection, once a second of packet time: 200,000 open
+ * connections cost about a millisecond. */
+static int snapshot_due(Kernel *k, double now) {
+    k->next_interim_check = now + INTERIM_CHECK;
+    double last = k->interim[k->n_interim - 1];
+    for (int q = 0; q < N_QUEUES; q++)
+        for (Conn *c = k->queues[q].head; c && q != Q_CLOSED; c = c->next) {
+            if (c->next_interim > now) continue;
+            if (conn_record(k, c, 1) < 0) return -1;
+            while (c->next_interim <= now) {
+                if (c->interim_step + 1 < k->n_interim)
+                    c->next_interim = c->start + k->interim[++c->interim_step];
+                else
+                    c->next_interim += last;
+            }
+        }
+    return 0;
+}
+
 static int sweep(Kernel *k, double now) {
     k->next_sweep = now + SWEEP_INTERVAL;
     if (k->fragments_pending) {
@@ -1063,8 +1193,9 @@ static int sweep(Kernel *k, double now) {
             n++;
         }
     }
-    if (!n) return 0;
-    return finish_all(k, done, n);
+    if (n && finish_all(k, done, n) < 0) return -1;
+    if (k->n_interim && now >= k->next_interim_check) return snapshot_due(k, now);
+    return 0;
 }
 
 static int set_time(Kernel *k, double ts) {
@@ -1089,7 +1220,8 @@ static double next_due(const Kernel *k) {
  * live sensor's clock expires them, not when the next packet happens to come: after a short
  * flood and then silence, a replay decides (and keys the windows) when a live sensor would.
  * Each pass moves the clock at least one sweep interval, so a gap costs at most one pass per
- * due time. */
+ * due time. Snapshots ride on these passes and never add one: with them or without, every
+ * record is decided at the same moment. */
 static int expire_due_before(Kernel *k, double ts) {
     while (ts > k->next_sweep) {
         double at = fmax(next_due(k), k->next_sweep);
@@ -1164,6 +1296,7 @@ static Conn *new_connection(Kernel *k, const uint64_t key[5], uint64_t h, double
     c->role_swap = passive;
     c->queue = Q_NONE;
     c->seq = k->conn_seq++;
+    c->next_interim = k->n_interim ? ts + k->interim[0] : INFINITY;
     PyObject *cls = PyTuple_GET_ITEM(k->analyzers, service);
     c->analyzer_cls = cls == Py_None ? NULL : cls;
     if (service == k->s_ftp) {
@@ -1463,7 +1596,7 @@ static int tcp_update(Kernel *k, Conn *c, int from_orig, const Segment *s) {
 
 static int icmp_record(Kernel *k, double ts, const Datagram *d, const Segment *s, int wrong,
                        Py_ssize_t frame_len) {
-    Record *r = new_record(k);
+    Record *r = new_record(&k->records);
     if (!r) return -1;
     int alen = d->version == 4 ? 4 : 16;
     memcpy(r->orig, d->src, alen);
@@ -1763,24 +1896,30 @@ static PyObject *record_object(Kernel *k, const Record *r) {
     int family = r->version == 4 ? AF_INET : AF_INET6;
     inet_ntop(family, r->orig, src, sizeof src);
     inet_ntop(family, r->resp, dst, sizeof dst);
-    return PyObject_CallFunction(k->record_cls, "dddsisiOiNLLLLLi", r->start, r->last, r->emit,
+    return PyObject_CallFunction(k->record_cls, "dddsisiOiNLLLLLii", r->start, r->last, r->emit,
                                  src, (int)r->orig_port, dst, (int)r->resp_port,
                                  k->proto_names[pi], (int)r->ipproto, f, (long long)r->orig_pkts,
                                  (long long)r->resp_pkts, (long long)r->orig_fb,
                                  (long long)r->resp_fb, (long long)r->emit_packet,
-                                 (int)r->link_bcast);
+                                 (int)r->link_bcast, (int)r->interim);
 }
 
-static PyObject *K_drain(Kernel *k, PyObject *unused) {
-    PyObject *out = PyList_New(k->n_records);
+static PyObject *drain(Kernel *k, Records *from) {
+    PyObject *out = PyList_New(from->n);
     if (!out) return NULL;
-    for (size_t i = 0; i < k->n_records; i++) {
-        PyObject *rec = record_object(k, &k->records[i]);
+    for (size_t i = 0; i < from->n; i++) {
+        PyObject *rec = record_object(k, &from->r[i]);
         if (!rec) { Py_DECREF(out); return NULL; }
         PyList_SET_ITEM(out, i, rec);
     }
-    k->n_records = 0;
+    from->n = 0;
     return out;
+}
+
+static PyObject *K_drain(Kernel *k, PyObject *unused) { return drain(k, &k->records); }
+
+static PyObject *K_drain_snapshots(Kernel *k, PyObject *unused) {
+    return drain(k, &k->snapshots);
 }
 
 /* Integers bare and rates with two decimals, rounded as Python's '%.2f' rounds (half to even
@@ -1817,11 +1956,11 @@ static char *put_rate(char *p, double x) {
 static PyObject *K_drain_csv(Kernel *k, PyObject *arg) {
     int meta = PyObject_IsTrue(arg);
     if (meta < 0) return NULL;
-    size_t cap = k->n_records * 1024 + 1, len = 0;
+    size_t cap = k->records.n * 1024 + 1, len = 0;
     char *buf = malloc(cap);
     if (!buf) return PyErr_NoMemory();
-    for (size_t i = 0; i < k->n_records; i++) {
-        const Record *r = &k->records[i];
+    for (size_t i = 0; i < k->records.n; i++) {
+        const Record *r = &k->records.r[i];
         char *p = buf + len;
         const char *proto = k->proto_utf8[proto_index(r->ipproto)];
         if (meta) {
@@ -1862,7 +2001,7 @@ static PyObject *K_drain_csv(Kernel *k, PyObject *arg) {
         *p++ = '\n';
         len = p - buf;
     }
-    k->n_records = 0;
+    k->records.n = 0;
     PyObject *out = PyUnicode_DecodeUTF8(buf, len, NULL);
     free(buf);
     return out;
@@ -1912,7 +2051,34 @@ fail:
 }
 
 static PyObject *K_pending(Kernel *k, PyObject *unused) {
-    return PyLong_FromSize_t(k->n_records);
+    return PyLong_FromSize_t(k->records.n + k->snapshots.n);
+}
+
+/* Ages (seconds of packet time, increasing) at which a connection still open is snapshotted;
+ * past the last, every last age again. An empty tuple turns snapshots off. */
+static PyObject *K_set_interim(Kernel *k, PyObject *ages) {
+    PyObject *seq = PySequence_Fast(ages, "interim ages must be a sequence of seconds");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    double got[MAX_INTERIM];
+    for (Py_ssize_t i = 0; i < n && i < MAX_INTERIM; i++) {
+        got[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (got[i] == -1.0 && PyErr_Occurred()) { Py_DECREF(seq); return NULL; }
+        if (!(got[i] > (i ? got[i - 1] : 0.0))) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "interim ages must be positive and increasing");
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+    if (n > MAX_INTERIM) {
+        PyErr_Format(PyExc_ValueError, "at most %d interim ages", MAX_INTERIM);
+        return NULL;
+    }
+    memcpy(k->interim, got, n * sizeof(double));
+    k->n_interim = (int)n;
+    k->next_interim_check = -INFINITY;
+    Py_RETURN_NONE;
 }
 
 static PyObject *K_set_fragments_pending(Kernel *k, PyObject *arg) {
@@ -2152,7 +2318,8 @@ static void K_dealloc(Kernel *k) {
     for (size_t i = 0; i < sizeof maps / sizeof *maps; i++)
         if (maps[i]->slots) map_free(maps[i]);
     free(k->recent);
-    free(k->records);
+    free(k->records.r);
+    free(k->snapshots.r);
     free(k->service_utf8);
     free(k->rules);
     Py_XDECREF(k->service_names);
@@ -2178,7 +2345,11 @@ static PyMethodDef K_methods[] = {
      "every open connection becomes a record: at its timeout (True) or now (False)"},
     {"drain", (PyCFunction)K_drain, METH_NOARGS, "pending records as ConnectionRecord objects"},
     {"drain_csv", (PyCFunction)K_drain_csv, METH_O, "pending records as CSV text"},
-    {"pending", (PyCFunction)K_pending, METH_NOARGS, "number of pending records"},
+    {"pending", (PyCFunction)K_pending, METH_NOARGS, "number of pending records and snapshots"},
+    {"drain_snapshots", (PyCFunction)K_drain_snapshots, METH_NOARGS,
+     "pending snapshots of open connections as ConnectionRecord objects"},
+    {"set_interim", (PyCFunction)K_set_interim, METH_O,
+     "set_interim(ages): snapshot open connections at these ages; () turns it off"},
     {"stats", (PyCFunction)K_stats, METH_NOARGS, "counters"},
     {"set_fragments_pending", (PyCFunction)K_set_fragments_pending, METH_O, NULL},
     {NULL, NULL, 0, NULL},

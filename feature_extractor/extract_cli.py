@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from typing import TextIO
 
 from feature_extractor.capture_file import CaptureError, feed_captures
@@ -16,7 +17,7 @@ PENDING_ROWS = 4096  # rows held before a write on the packet-by-packet path
 def extract(paths: list[str], out: TextIO, meta: bool, config: ExtractorConfig | None = None,
             err: TextIO = sys.stderr) -> int:
     """Run the extractor over the captures; 0 on success, 1 if a capture was damaged."""
-    ex = Extractor(config)
+    ex = Extractor(replace(config or ExtractorConfig(), interim=()))  # records, no snapshots
     if meta:
         out.write(",".join(META_COLUMNS + FEATURE_NAMES) + "\n")
 

@@ -7,7 +7,7 @@ The per-packet and per-record path is compiled (`_kernel.c`); Python keeps what 
 protocol-specific: fragment reassembly, the content analyzers and FTP's control/data pairing,
 reached from the kernel through `_Hooks`. `packet()` takes one frame, `feed_pcap()` a buffer of
 classic pcap records, `feed_batch()` a live libpcap batch; finished records wait in the kernel
-until `drain()` or `drain_csv()`.
+until `drain()` or `drain_csv()`, snapshots of long open connections until `drain_snapshots()`.
 Time is packet time: `advance()` moves it on a quiet live link, `finish()` flushes everything.
 """
 
@@ -47,6 +47,9 @@ class ExtractorConfig:
     max_fragmented_datagrams: int = 8192
     fragment_timeout: float = 30.0
     max_window_hosts: int = 65536
+    # Ages (seconds) at which a connection still open is also snapshotted, as Zeek's
+    # conn_long.log does, so that a long session is judged before it ends; the last repeats.
+    interim: tuple[float, ...] = ()
 
 
 class _TableStats:
@@ -111,8 +114,13 @@ class _Hooks:
         passive = self.ftp_expected.pop((responder, port), None)
         return 0 if passive is None else 1 if passive else 2
 
-    def content(self, analyzer, ftp_data: bool, orig: bytes, resp: bytes) -> tuple:
-        values = analyzer.result().values() if analyzer is not None else NO_CONTENT
+    def content(self, analyzer, ftp_data: bool, orig: bytes, resp: bytes,
+                final: bool = True) -> tuple:
+        """A snapshot (not `final`) leaves a half-received line for the lines after it."""
+        if analyzer is None:
+            values = NO_CONTENT
+        else:
+            values = (analyzer.result() if final else analyzer.f).values()
         if ftp_data and not values[2] and self._ftp_logged_in(orig, resp):
             values = values[:2] + (1,) + values[3:]
         return values
@@ -139,8 +147,10 @@ class Extractor:
             {port: index[name] for port, name in TCP_SERVICES.items()},
             {port: index[name] for port, name in UDP_SERVICES.items()},
             tuple(ANALYZERS.get(name) for name in SERVICE_NAMES), self._hooks, ConnectionRecord)
+        self._kernel.set_interim(tuple(cfg.interim))
         self.table = _TableStats(self._kernel)
         self.drain = self._kernel.drain
+        self.drain_snapshots = self._kernel.drain_snapshots
         self.drain_csv = self._kernel.drain_csv
         self.advance = self._kernel.advance
 
@@ -190,7 +200,7 @@ class Extractor:
 
     @property
     def records(self) -> int:
-        """Finished records waiting to be drained."""
+        """Finished records, and snapshots of open connections, waiting to be drained."""
         return self._kernel.pending()
 
     @property

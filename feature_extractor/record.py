@@ -85,6 +85,7 @@ class ConnectionRecord:
     resp_frame_bytes: int = 0
     emit_packet: int = 0  # packets read by the extractor when the record was decided
     link_broadcast: int = 0  # 1: the originator sent to the link's broadcast address
+    interim: int = 0  # 1: a snapshot of a connection still open, as if it ended at emit_ts
 
     def meta_prefix(self) -> str:
         """The `ts,src_ip,src_port,dst_ip,dst_port,proto` columns of the `--meta` CSV."""

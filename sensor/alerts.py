@@ -2,7 +2,8 @@
 
 Signature ids (documented in the README): gid 7800, sid 7800001 DoS, 7800002 Probe,
 7800003 R2L, 7800004 U2R. Our own data sits under the top-level key `kdd`, as Suricata's
-plugins keep theirs under one key of their own.
+plugins keep theirs under one key of their own. An alert on a snapshot of a connection still
+open (the pipeline's interim verdicts) says so in every format: `interim` true, "still open".
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ class Alert:
     def summary(self) -> str:
         r = self.record
         service, flag = r.features[2], r.features[3]
-        return (f"KDD-SENSOR {self.info.name} connection {r.src_ip}:{r.src_port} -> "
+        still = " still open" if r.interim else ""
+        return (f"KDD-SENSOR {self.info.name} connection{still} {r.src_ip}:{r.src_port} -> "
                 f"{r.dst_ip}:{r.dst_port} {r.proto}/{service} {flag} "
                 f"confidence {self.confidence:.2f}")
 
@@ -175,6 +177,7 @@ def eve_line(alert: Alert, host: str | None = None) -> str:
         extra += f',"pcap_filename":{_json_string(alert.pcap_filename)}'
     if alert.pcap_cnt is not None:
         extra += f',"pcap_cnt":{alert.pcap_cnt}'
+    interim = '"interim":true,' if r.interim else ""
     start = eve_timestamp(r.ts)
     last = start if r.last_ts == r.ts else eve_timestamp(r.last_ts)  # one packet: the same
     return (
@@ -182,7 +185,7 @@ def eve_line(alert: Alert, host: str | None = None) -> str:
         f'"event_type":"alert","src_ip":"{r.src_ip}","dest_ip":"{r.dst_ip}",'
         f'"proto":"{_PROTO_UPPER[r.proto]}","community_id":"{alert.community_id}",{where}{extra},'
         f'{_verdict_json(alert.attack_class, tuple(alert.probabilities.items()), alert.model_version)}'
-        f'"conn_start":"{start}","conn_last":"{last}",{_features_json(tuple(r.features))}')
+        f'{interim}"conn_start":"{start}","conn_last":"{last}",{_features_json(tuple(r.features))}')
 
 
 def fast(alert: Alert) -> str:
@@ -196,7 +199,7 @@ def fast(alert: Alert) -> str:
     return (f"{stamp}  [**] [{GID}:{info.sid}:1] KDD-SENSOR {info.name} connection (CNN-LSTM) "
             f"[**] [Classification: {info.category}] [Priority: {info.severity}] "
             f"{{{r.proto.upper()}}} {ports} {r.features[2]}/{r.features[3]} "
-            f"p={alert.confidence:.2f}")
+            f"p={alert.confidence:.2f}{' still open' if r.interim else ''}")
 
 
 def _sd_escape(value: object) -> str:
@@ -215,6 +218,8 @@ def rfc5424(alert: Alert, facility: str = "local5", hostname: str | None = None,
         "community_id": alert.community_id, "flow_id": alert.flow_id,
         "model": alert.model_version,
     }
+    if r.interim:
+        params["interim"] = "true"
     sd = "[" + SD_ID + "".join(f' {k}="{_sd_escape(v)}"' for k, v in params.items()) + "]"
     host = hostname or socket.gethostname() or "-"
     return f"<{pri}>1 {stamp} {host} {app} {procid or '-'} ALERT {sd} {alert.summary()}"
@@ -254,6 +259,8 @@ def cef(alert: Alert) -> str:
         "start": int(r.ts * 1000), "end": int(r.last_ts * 1000),
         "in": r.features[5], "out": r.features[4],
     }
+    if r.interim:
+        ext.update(cs5Label="interim", cs5="true")
     header = "|".join(_cef_header(v) for v in (
         "CEF:0", VENDOR, VENDOR, VERSION, info.sid, f"{info.name} connection", info.cef_severity))
     return header + "|" + " ".join(f"{k}={_cef_ext(v)}" for k, v in ext.items())
@@ -269,6 +276,8 @@ def leef(alert: Alert) -> str:
         "service": r.features[2], "flag": r.features[3], "communityId": alert.community_id,
         "modelVersion": alert.model_version,
     }
+    if r.interim:
+        fields["interim"] = "true"
     body = "\t".join(f"{k}={str(v).replace(chr(9), ' ')}" for k, v in fields.items())
     return f"LEEF:1.0|{VENDOR}|{VENDOR}|{VERSION}|{alert.info.sid}|{body}"
 

@@ -16,6 +16,7 @@ from feature_extractor.extractor import ExtractorConfig, Timeouts
 from feature_extractor.record import FLAGS
 
 EX_CONFIG = 78
+MAX_INTERIM = 8  # ages the extractor's kernel keeps
 ATTACK_CLASSES = ("dos", "probe", "r2l", "u2r")
 
 Number = (int, float)
@@ -53,6 +54,7 @@ SCHEMA: dict[str, Any] = {
         "max_connections": (int, 200_000),
         "max_fragmented_datagrams": (int, 8192),
         "fragment_timeout": (Number, 30.0),
+        "interim": (list, [60, 600, 3600]),
     },
     "model": {
         "path": (str, ""),
@@ -118,6 +120,7 @@ class Config(dict):
             max_connections=ex["max_connections"],
             max_fragmented_datagrams=ex["max_fragmented_datagrams"],
             fragment_timeout=float(ex["fragment_timeout"]),
+            interim=tuple(float(age) for age in ex["interim"]),
         )
 
 
@@ -190,6 +193,12 @@ def _check(cfg: Config, source: str | None) -> None:
     for name, value in cfg["extractor"]["timeouts"].items():
         if value <= 0:
             raise ConfigError(f"extractor.timeouts.{name}", "must be positive", source)
+    ages = cfg["extractor"]["interim"]
+    if (len(ages) > MAX_INTERIM or not all(isinstance(a, Number) and not isinstance(a, bool)
+                                           for a in ages)
+            or any(b <= a for a, b in zip([0, *ages], ages, strict=False))):
+        raise ConfigError("extractor.interim", f"must be at most {MAX_INTERIM} increasing "
+                          "positive numbers of seconds", source)
     for cls, value in cfg["model"]["confidence"].items():
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"model.confidence.{cls}", "must be between 0 and 1", source)

@@ -276,7 +276,12 @@ def summary_table(pipeline: Pipeline, elapsed: float, first_ts: float | None) ->
     rows.append(("connections", _total(s["records"])))
     rows.append(("predicted", _listed(
         (c, s["predicted"].get(c, 0)) for c in ("normal", "dos", "probe", "r2l", "u2r"))))
+    if s["snapshots"]:
+        rows.append(("open connections judged", _listed(
+            (c, s["snapshots"].get(c, 0)) for c in ("normal", "dos", "probe", "r2l", "u2r"))))
     rows.append(("alerts", _total(s["alerts"])))
+    if s["interim_repeats"]:
+        rows.append(("alerts not repeated", f"{s['interim_repeats']:,}"))
     for held in ("suppressed", "thresholded"):
         if s[held]:
             rows.append((f"alerts {held}", _total(s[held])))

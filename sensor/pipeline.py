@@ -6,10 +6,14 @@
             -> AlertFilter (thresholds, suppression) -> sinks (EVE, syslog, CEF/LEEF, journald)
 
 Live capture and replay both feed `packet()`; live capture also calls `tick()` when idle.
+A connection still open at its interim ages (extractor.interim) is judged on a snapshot too:
+its alerts say so, the connection log keeps finished connections only, and a class alerted
+on a snapshot is not alerted again when the connection ends.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import Counter, OrderedDict
 from typing import TextIO
@@ -24,6 +28,17 @@ from sensor.thresholds import AlertFilter
 CONNECTION_LOG_HEADER = ",".join(
     ("ts", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "service", "flag",
      "predicted_class", "confidence") + FEATURE_NAMES)
+
+
+INTERIM_MEMORY = 65536  # open connections whose snapshot alerted, remembered until they end
+
+
+def _decided(record: ConnectionRecord) -> float:
+    return record.emit_ts
+
+
+def _conn_key(r: ConnectionRecord) -> tuple:
+    return (r.ts, r.src_ip, r.src_port, r.dst_ip, r.dst_port, r.proto)
 
 
 class ConnectionLog:
@@ -72,6 +87,9 @@ class Pipeline:
         self.inference_max = 0.0
         self.cache_hits = 0
         self.first_alert_ts: dict[str, float] = {}
+        self.snapshots: Counter = Counter()  # snapshots of open connections, by class
+        self.interim_alerted: OrderedDict[tuple, set[str]] = OrderedDict()
+        self.interim_repeats = 0  # alerts not repeated: the connection's snapshot had one
 
     # -- input --------------------------------------------------------------------------------
 
@@ -119,7 +137,11 @@ class Pipeline:
     def _collect(self) -> None:
         if not self.pending:
             self.pending_since = time.monotonic()
-        self.pending.extend(self.extractor.drain())
+        records = self.extractor.drain()
+        snapshots = self.extractor.drain_snapshots()
+        if snapshots:  # both in decision order: a snapshot comes before its connection's end
+            records = list(heapq.merge(snapshots, records, key=_decided))
+        self.pending.extend(records)
         if (len(self.pending) >= self.batch_size
                 or time.monotonic() - self.pending_since >= self.flush_seconds):
             self.flush()
@@ -168,13 +190,37 @@ class Pipeline:
         confidence = self.confidence
         version = self.classifier.version
         pcap = self.pcap_filename
+        interim_alerted = self.interim_alerted
         for record, (cls, p, probabilities) in zip(batch, answers, strict=True):
-            by_class[cls] += 1
-            if log is not None:
-                log.write(record, cls, p)
-            if cls != "normal" and p >= confidence[cls]:
+            alert = cls != "normal" and p >= confidence[cls]
+            if record.interim:
+                self.snapshots[cls] += 1
+                if alert and not self._remember_interim(record, cls):
+                    self.interim_repeats += 1
+                    continue
+            else:
+                by_class[cls] += 1
+                if log is not None:
+                    log.write(record, cls, p)
+                if interim_alerted:
+                    alerted = interim_alerted.pop(_conn_key(record), ())
+                    if alert and cls in alerted:
+                        self.interim_repeats += 1
+                        continue
+            if alert:
                 self._alert(Alert(record, cls, probabilities, version, pcap,
                                   record.emit_packet if pcap else None))
+
+    def _remember_interim(self, record: ConnectionRecord, cls: str) -> bool:
+        """Whether this class is new for this open connection. Bounded: a connection
+        forgotten here alerts again, nothing is lost."""
+        alerted = self.interim_alerted.setdefault(_conn_key(record), set())
+        if cls in alerted:
+            return False
+        alerted.add(cls)
+        while len(self.interim_alerted) > INTERIM_MEMORY:
+            self.interim_alerted.popitem(last=False)
+        return True
 
     def _alert(self, alert: Alert) -> None:
         if not self.filter.allow(alert):
@@ -210,6 +256,8 @@ class Pipeline:
             "connections_evicted": ex.table.evicted,
             "records": dict(ex.connections),
             "predicted": dict(self.by_class),
+            "snapshots": dict(self.snapshots),
+            "interim_repeats": self.interim_repeats,
             "alerts": dict(self.alerts),
             "suppressed": dict(self.filter.suppressed),
             "thresholded": dict(self.filter.thresholded),

@@ -251,7 +251,7 @@ class JournaldSink:
             SRC_IP=r.src_ip, SRC_PORT=str(r.src_port), DEST_IP=r.dst_ip,
             DEST_PORT=str(r.dst_port), PROTO=r.proto, KDD_SERVICE=r.features[2],
             KDD_FLAG=r.features[3], COMMUNITY_ID=alert.community_id,
-            KDD_MODEL_VERSION=alert.model_version)
+            KDD_MODEL_VERSION=alert.model_version, KDD_INTERIM=str(r.interim))
         self.written += 1
 
     def tick(self) -> None:

@@ -46,6 +46,12 @@ def prometheus_text(stats: dict, capture: dict | None = None) -> str:
            [({"proto": k}, v) for k, v in sorted(stats["records"].items())])
     metric("predicted_total", "counter", "Classified connections, by class.",
            [({"class": k}, v) for k, v in sorted(stats["predicted"].items())])
+    metric("snapshots_total", "counter",
+           "Snapshots of connections still open (extractor.interim) classified, by class.",
+           [({"class": k}, v) for k, v in sorted(stats["snapshots"].items())])
+    metric("alerts_interim_repeats_total", "counter",
+           "Alerts not repeated: a snapshot of the same connection had alerted that class.",
+           [({}, stats["interim_repeats"])])
     metric("alerts_total", "counter", "Alerts sent, by class.",
            [({"class": k}, v) for k, v in sorted(stats["alerts"].items())])
     metric("alerts_suppressed_total", "counter", "Alerts suppressed by CIDR, by class.",

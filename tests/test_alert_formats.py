@@ -9,7 +9,7 @@ import re
 import pytest
 
 from feature_extractor.record import FEATURE_NAMES, ConnectionRecord
-from sensor.alerts import Alert, cef, eve_line, eve_timestamp, leef, rfc3164, rfc5424
+from sensor.alerts import Alert, cef, eve_line, eve_timestamp, fast, leef, rfc3164, rfc5424
 from sensor.community_id import community_id
 from tests.conftest import SHARED
 
@@ -33,13 +33,14 @@ def test_community_id_vectors(src, dst, proto, sport, dport, seed, expected):
     assert community_id(src, dst, proto, sport, dport, seed) == expected
 
 
-def make_alert(cls="dos", service="http", flag="S0", proto="tcp") -> Alert:
+def make_alert(cls="dos", service="http", flag="S0", proto="tcp", interim=0) -> Alert:
     features = [0, proto, service, flag, 0, 0] + [0] * 16 + [5, 5] + [1.0] * 7 + [255, 255] + [
         1.0] * 8
     assert len(features) == len(FEATURE_NAMES)
     record = ConnectionRecord(1_700_000_000.25, 1_700_000_000.5, 1_700_000_001.123456,
                               "192.0.2.1", 40000, "192.0.2.2", 80, proto,
-                              {"tcp": 6, "udp": 17, "icmp": 1}[proto], features)
+                              {"tcp": 6, "udp": 17, "icmp": 1}[proto], features,
+                              interim=interim)
     probs = {"normal": 0.01, "dos": 0.01, "probe": 0.01, "r2l": 0.01, "u2r": 0.01}
     probs[cls] = 0.96
     return Alert(record, cls, probs, "1.0.0", pcap_filename="x.pcap", pcap_cnt=7)
@@ -71,6 +72,24 @@ def test_eve_validates_against_suricata_schema(cls, proto):
     assert set(ours["features"]) == set(FEATURE_NAMES)
     assert sum(ours["probabilities"].values()) == pytest.approx(1.0)
     assert event["pcap_filename"] == "x.pcap" and event["pcap_cnt"] == 7
+
+
+def test_an_alert_on_an_open_connection_says_so_in_every_format():
+    jsonschema = pytest.importorskip("jsonschema")
+    alert = make_alert("u2r", service="telnet", flag="S1", interim=1)
+    event = json.loads(eve_line(alert))
+    assert event["kdd"]["interim"] is True
+    assert "interim" not in json.loads(eve_line(make_alert("u2r")))["kdd"]
+    if SCHEMA.exists():
+        event.pop("kdd")
+        jsonschema.validate(event, json.loads(SCHEMA.read_text()))
+    line = rfc5424(alert, "local5", "h")
+    assert RFC5424.match(line) and ' interim="true"' in line
+    assert "KDD-SENSOR U2R connection still open 192.0.2.1:40000" in line
+    assert "connection still open" in rfc3164(alert, "local5", "h")
+    assert "cs5Label=interim cs5=true" in cef(alert)
+    assert "\tinterim=true" in leef(alert)
+    assert fast(alert).endswith("p=0.96 still open")
 
 
 def test_eve_schema_rejects_unknown_top_level_keys():

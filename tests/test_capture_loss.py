@@ -145,7 +145,8 @@ def test_prometheus_and_the_log_line_carry_the_counters():
         ex.drain()
     stats = {"packets": ex.packets, "decode_errors": {}, "tunnelled": {},
              "capture_loss": ex.capture_loss, "connections_active": 0, "connections_expired": {},
-             "connections_evicted": 0, "records": {}, "predicted": {}, "alerts": {},
+             "connections_evicted": 0, "records": {}, "predicted": {}, "snapshots": {},
+             "interim_repeats": 0, "alerts": {},
              "suppressed": {}, "thresholded": {}, "inference_batches": 0,
              "inference_seconds": 0.0, "cache_hits": 0}
     text = prometheus_text(stats)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -40,13 +41,14 @@ def rsyslog(tmp_path_factory):
     server.stop()
 
 
-def replay(capture, rsyslog, tmp_path, *extra: str) -> dict:
-    """Replay one capture; return the alerts rsyslog received and the connection log."""
+def replay(capture, rsyslog, tmp_path, *extra: str, config: str = "") -> dict:
+    """Replay one capture (with `config` added to the sensor's YAML); return the alerts
+    rsyslog received and the connection log."""
     before = len(rsyslog.lines())
     conn_log = tmp_path / "connections.csv"
     eve = tmp_path / "eve.json"
     cfg = tmp_path / "sensor.yaml"
-    cfg.write_text(f"alerts:\n  syslog:\n    spool_dir: {tmp_path / 'spool'}\n")
+    cfg.write_text(f"alerts:\n  syslog:\n    spool_dir: {tmp_path / 'spool'}\n{config}")
     out = subprocess.run(
         [sys.executable, "-m", "sensor.cli", "replay", str(capture), "-c", str(cfg),
          "--syslog", f"tcp://127.0.0.1:{rsyslog.tcp_port}", "--eve", str(eve),
@@ -306,12 +308,41 @@ def test_detection_latency_in_capture_time(rsyslog, tmp_path, name, cls):
     if first_packet.returncode != 0:
         pytest.skip("tshark not installed")
     t0 = float(first_packet.stdout.strip())
-    from datetime import datetime
-    first_alert = min(datetime.strptime(e["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-                      for e in result["eve"] if e["kdd"]["class"] == cls)
+    first_alert = min(_eve_time(e) for e in result["eve"] if e["kdd"]["class"] == cls)
     latency = first_alert - t0
     print(f"\n{name}: first {cls} alert {latency:.2f} s after the first packet (capture time)")
     assert latency <= 3.0
+
+
+def _eve_time(event: dict) -> float:
+    return datetime.strptime(event["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+
+def test_an_open_connection_is_judged_before_it_ends(rsyslog, tmp_path):
+    """hydra's IMAP guessing, each connection open for seconds: judged on a snapshot after
+    1 s, a guessing connection alerts r2l while it lasts. Nothing is lost or doubled: every
+    connection that alerts without snapshots alerts with them, earlier, once per class, and
+    the connection log is the same."""
+    (tmp_path / "interim").mkdir()
+    (tmp_path / "plain").mkdir()
+    interim = replay(REAL / "imap_guess.pcap", rsyslog, tmp_path / "interim",
+                     config="extractor:\n  interim: [1]\n")
+    plain = replay(REAL / "imap_guess.pcap", rsyslog, tmp_path / "plain",
+                   config="extractor:\n  interim: []\n")
+    assert interim["rows"] == plain["rows"]
+    early = {(e["flow_id"], e["kdd"]["class"]): e for e in interim["eve"]}
+    assert len(early) == len(interim["eve"])  # one alert per connection and class
+    late = {(e["flow_id"], e["kdd"]["class"]): e for e in plain["eve"]}
+    assert len(late) >= 10 and set(late) <= set(early)
+    open_ones = [key for key in late if early[key]["kdd"].get("interim")]
+    assert len(open_ones) >= len(late) / 2
+    for key in open_ones:
+        assert _eve_time(early[key]) < _eve_time(late[key]) - 0.5
+        assert early[key]["kdd"]["flag"] == "S1" and late[key]["kdd"]["flag"] != "S1"
+    marked = [line for line in interim["syslog"] if ' interim="true"' in line]
+    assert len(marked) == sum(1 for e in interim["eve"] if e["kdd"].get("interim"))
+    assert all(RFC5424.match(line) and "connection still open" in line for line in marked)
+    assert re.search(r"alerts not repeated\s+\d", interim["stderr"]), interim["stderr"]
 
 
 def test_syslog_outage_during_replay_loses_nothing(rsyslog, tmp_path):
