@@ -3,7 +3,7 @@
 Signals (both commands): SIGTERM/SIGINT flush every open connection through the model and the
 sinks, then exit 0; SIGHUP re-opens output files; SIGUSR1 writes the counters to the log;
 SIGUSR2 reloads configuration and model (sinks, thresholds, confidences) without a restart.
-Extractor timeouts and table caps apply from the next start.
+Extractor settings (timeouts, table caps, interim ages) apply from the next start.
 """
 
 from __future__ import annotations
