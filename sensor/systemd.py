@@ -7,7 +7,9 @@ import socket
 
 
 def notify(message: str) -> bool:
-    """Send READY=1, WATCHDOG=1, STATUS=..., STOPPING=1 ...; False when not under systemd."""
+    """Send READY=1, WATCHDOG=1, STATUS=..., STOPPING=1 ...; False when not under systemd, or
+    when the manager's queue is full: the packet loop never waits for it (a blocking send to
+    a receiver that stopped reading once froze the sensor, signals and all)."""
     path = os.environ.get("NOTIFY_SOCKET")
     if not path:
         return False
@@ -15,8 +17,9 @@ def notify(message: str) -> bool:
         path = "\0" + path[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.setblocking(False)
             s.connect(path)
-            s.sendall(message.encode())
+            s.send(message.encode())
         return True
     except OSError:
         return False

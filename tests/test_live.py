@@ -1,8 +1,9 @@
 """`kdd-sensor run` live on a veth interface between two network namespaces made here.
 
 Checks readiness and watchdog on a NOTIFY_SOCKET the test binds, the switch to an
-unprivileged user, a bounded SYN flood alerted within 3 s of wall time, and SIGTERM
-mid-flow flushing the open connections through the model, then exiting 0.
+unprivileged user, a bounded SYN flood alerted within 3 s of wall time, an idle open
+connection judged on snapshots while no packet flows, and SIGTERM mid-flow flushing the open
+connections through the model, then exiting 0.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import csv
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -76,20 +79,27 @@ def test_live_capture_notify_flood_and_sigterm(namespaces, tmp_path):
     os.chmod(notify_path, 0o777)  # the sensor sends READY=1 after switching to `nobody`
     notify.settimeout(0.1)
     messages: list[str] = []
+    done_reading = threading.Event()
 
-    def drain() -> list[str]:
-        while True:
+    def read_notifications() -> None:
+        """As systemd does: read every message as it comes (the queue holds a few)."""
+        while not done_reading.is_set():
             try:
                 messages.append(notify.recv(4096).decode())
-            except (TimeoutError, BlockingIOError):
-                return messages
+            except TimeoutError:
+                continue
+    reader = threading.Thread(target=read_notifications, daemon=True)
+    reader.start()
+
+    def drain() -> list[str]:
+        return list(messages)
 
     eve, conns = shared_dir / "eve.json", shared_dir / "connections.csv"
     cfg = shared_dir / "live.yaml"
     metrics_port = 19101
     config_text = (f"user: nobody\nstats: {{interval: 0, prometheus: '127.0.0.1:{metrics_port}'}}\n"
                    f"alerts:\n  eve:\n    enabled: true\n    path: {eve}\n"
-                   f"connections_log: {conns}\n")
+                   f"connections_log: {conns}\nextractor: {{interim: [2]}}\n")
     cfg.write_text(config_text)
     env = dict(os.environ, NOTIFY_SOCKET=str(notify_path), WATCHDOG_USEC="1000000",
                PYTHONPATH=str(ROOT))
@@ -161,6 +171,15 @@ def test_live_capture_notify_flood_and_sigterm(namespaces, tmp_path):
         assert "# TYPE kdd_sensor_packets_total counter" in metrics
         assert "kdd_sensor_kernel_dropped_total" in metrics
 
+        # The held connection, idle since its 5 bytes, is snapshotted every 2 s of the
+        # sensor's clock, which a quiet link moves on as well.
+        def snapshots() -> int:
+            return sum(int(n) for n in re.findall(r'kdd_sensor_snapshots_total\{class="\w+"\} (\d+)',
+                                                  scrape()))
+        taken = wait_for(snapshots, 15, "a snapshot of the held connection in /metrics")
+        time.sleep(4.5)
+        assert snapshots() > taken
+
         # SIGUSR2 reloads: a bad file is refused and the running configuration kept, a good
         # one is taken. SIGUSR1 writes the counters to the log.
         cfg.write_text("model: {batch_size: 0}\n")
@@ -180,16 +199,19 @@ def test_live_capture_notify_flood_and_sigterm(namespaces, tmp_path):
         assert "model.batch_size" in err
         assert "reloaded configuration and model" in err
         assert "stats: packets=" in err
+        time.sleep(0.2)  # the reader's last round
         assert any(m.startswith("STOPPING=1") for m in drain())
         rows = list(csv.DictReader(conns.open()))
         held = [r for r in rows if r["dst_port"] == "8080"]
-        assert held and held[0]["flag"] == "S1"  # flushed on SIGTERM, never closed
+        assert len(held) == 1 and held[0]["flag"] == "S1"  # flushed on SIGTERM, never closed
         assert held[0]["src_bytes"] == "5"
     finally:
         for p in helpers:
             p.kill()
         if sensor.poll() is None:
             sensor.kill()
+        done_reading.set()
+        reader.join()
         notify.close()
         shutil.rmtree(shared_dir, ignore_errors=True)
 
