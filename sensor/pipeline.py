@@ -195,40 +195,40 @@ class Pipeline:
             alert = cls != "normal" and p >= confidence[cls]
             if record.interim:
                 self.snapshots[cls] += 1
-                if alert and not self._remember_interim(record, cls):
-                    self.interim_repeats += 1
+                key = _conn_key(record) if alert else None
+                if key is None:
                     continue
-            else:
-                by_class[cls] += 1
-                if log is not None:
-                    log.write(record, cls, p)
-                if interim_alerted:
-                    alerted = interim_alerted.pop(_conn_key(record), ())
-                    if alert and cls in alerted:
-                        self.interim_repeats += 1
-                        continue
-            if alert:
+                if cls in interim_alerted.get(key, ()):
+                    self.interim_repeats += 1
+                elif self._alert(Alert(record, cls, probabilities, version, pcap,
+                                       record.emit_packet if pcap else None)):
+                    self._remember_interim(key, cls)
+                continue
+            by_class[cls] += 1
+            if log is not None:
+                log.write(record, cls, p)
+            if interim_alerted and cls in interim_alerted.pop(_conn_key(record), ()) and alert:
+                self.interim_repeats += 1
+            elif alert:
                 self._alert(Alert(record, cls, probabilities, version, pcap,
                                   record.emit_packet if pcap else None))
 
-    def _remember_interim(self, record: ConnectionRecord, cls: str) -> bool:
-        """Whether this class is new for this open connection. Bounded: a connection
-        forgotten here alerts again, nothing is lost."""
-        alerted = self.interim_alerted.setdefault(_conn_key(record), set())
-        if cls in alerted:
-            return False
-        alerted.add(cls)
+    def _remember_interim(self, key: tuple, cls: str) -> None:
+        """A class sent for an open connection. Bounded: a connection forgotten here alerts
+        again, nothing is lost."""
+        self.interim_alerted.setdefault(key, set()).add(cls)
         while len(self.interim_alerted) > INTERIM_MEMORY:
             self.interim_alerted.popitem(last=False)
-        return True
 
-    def _alert(self, alert: Alert) -> None:
+    def _alert(self, alert: Alert) -> bool:
+        """Whether the alert went out (thresholds and suppression may hold it back)."""
         if not self.filter.allow(alert):
-            return
+            return False
         self.alerts[alert.attack_class] += 1
         self.first_alert_ts.setdefault(alert.attack_class, alert.record.emit_ts)
         for sink in self.sinks:
             sink.emit(alert)
+        return True
 
     # -- operations ---------------------------------------------------------------------------
 
