@@ -32,6 +32,8 @@ def _train(args) -> int:
                       train_rows=args.subset, cold_start_fraction=args.cold_start_fraction,
                       cold_start_classes=args.cold_start_classes, echo_twins=args.echo_twins,
                       sweep_twins=args.sweep_twins,
+                      class_weight_ceiling=None if args.class_weight_ceiling == "none"
+                      else args.class_weight_ceiling,
                       calibration_samples=args.calibration_samples)
     return train_and_report(cfg, with_report=not args.no_report)
 
@@ -94,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-c", "--config", help="YAML configuration (timeouts, table caps)")
     e.set_defaults(func=_extract)
 
+    from feature_extractor.record import CLASSES
     from models.train import TrainConfig
 
     shipped = TrainConfig()  # the defaults are the shipped model's recipe
@@ -115,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                    default=shipped.sweep_twins,
                    help="add ICMP sweep rows again at ping tools' echo sizes "
                         "(models.train.with_sweep_twins)")
+    t.add_argument("--class-weight-ceiling", choices=(*CLASSES, "none"),
+                   default=shipped.class_weight_ceiling or "none",
+                   help="no class weighs more than this one in training "
+                        "(models.train.class_weights)")
     t.add_argument("--calibration-samples", type=int, default=shipped.calibration_samples,
                    help="int8 calibration samples tried; the one agreeing most with the float "
                         "model on validation and column-shuffled rows is kept "

@@ -194,6 +194,16 @@ def test_training_is_reproducible(tmp_path):
     assert meta[0] == meta[1]
 
 
+def test_a_class_weight_ceiling_caps_only_the_heavier_classes():
+    from models.train import class_weights
+
+    labels = np.repeat([0, 1, 2, 3, 4], [10000, 2500, 400, 100, 4])
+    plain = class_weights(labels, 0.5)
+    assert [round(plain[c], 2) for c in range(5)] == [1.0, 2.0, 5.0, 10.0, 50.0]
+    capped = class_weights(labels, 0.5, ceiling="r2l")
+    assert capped == {**plain, 4: plain[3]}
+
+
 def test_echo_twins_copy_fragmented_echoes_as_the_other_echo_type():
     from models.train import with_echo_twins
 
