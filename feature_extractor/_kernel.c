@@ -1146,8 +1146,8 @@ static int finish_all(Kernel *k, Done *done, size_t n) {
 
 /* Connections open past their next interim age are snapshotted (once, however many ages a
  * gap in packet time passed); a closed one waiting out its last packets is its record within
- * a second. A look at every open connection, once a second of packet time: 200,000 open
- * connections cost about a millisecond. */
+ * a second. A look at every open connection, once a second of packet time: 6.5 ms with
+ * 200,000 open connections and nothing due (measured), under 1% of a core. */
 static int snapshot_due(Kernel *k, double now) {
     k->next_interim_check = now + INTERIM_CHECK;
     double last = k->interim[k->n_interim - 1];
