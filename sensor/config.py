@@ -54,7 +54,7 @@ SCHEMA: dict[str, Any] = {
         "max_connections": (int, 200_000),
         "max_fragmented_datagrams": (int, 8192),
         "fragment_timeout": (Number, 30.0),
-        "interim": (list, []),
+        "interim": (list, [60, 600, 3600]),
     },
     "model": {
         "path": (str, ""),

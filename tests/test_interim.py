@@ -57,14 +57,15 @@ def _connection(t: float, client: int, server: int, sport: int, dport: int, kind
 
 def random_traffic(seed: int, connections: int = 2000, span: float = 40.0):
     """Many clients to three servers on six services (one unnamed, keyed by its port): host
-    and service windows fill past their 255 connections, so their oldest entries drop."""
+    and service windows fill past their 255 connections, so their oldest entries drop. The
+    connections left open talk to the end (a silent one waits for its next packet)."""
     rng = random.Random(seed)
     frames = []
     for i in range(connections):
-        frames += _connection(rng.uniform(0, span), rng.randrange(1, 20), rng.choice((100, 101, 102)),
-                              20000 + i, rng.choice((21, 23, 25, 80, 7777, 8888)),
-                              rng.choice(("sf", "sf", "rej", "s0", "open")),
-                              rng.choice((0.05, 0.5, 3.0, 12.0)))
+        t, kind = rng.uniform(0, span), rng.choice(("sf", "sf", "rej", "s0", "open"))
+        frames += _connection(t, rng.randrange(1, 20), rng.choice((100, 101, 102)), 20000 + i,
+                              rng.choice((21, 23, 25, 80, 7777, 8888)), kind,
+                              span + 1 - t if kind == "open" else rng.choice((0.05, 0.5, 3.0, 12.0)))
     frames.sort(key=lambda f: f[0])
     return frames
 
@@ -171,6 +172,21 @@ def test_snapshots_come_at_the_ages_asked_then_every_last_age():
     ex.finish()
     (final,) = ex.drain()
     assert final.interim == 0 and final.features[3] == "S1"
+
+
+def test_a_silent_connection_is_snapshotted_at_its_next_packet():
+    # Established, one segment, 30 s of silence, one more segment: the snapshot due at 10 s
+    # waits for the connection to show something new, then comes once.
+    frames = _connection(0.0, 1, 2, 40000, 23, "open", 0.5)
+    frames.append((30.0, _frame(1, 2, 40000, 23, 1008, 5001, PSH | ACK, b"hello\r\n")))
+    frames.append((31.5, _frame(2, 1, 23, 40000, 5001, 1015, ACK)))
+    ex = Extractor(ExtractorConfig(interim=(10.0, 1000.0)))
+    snaps = []
+    for ts, frame in frames:
+        ex.packet(ts, RAW_IPV4, frame)
+        snaps += ex.drain_snapshots()
+    assert [round(s.emit_ts, 1) for s in snaps] == [31.5]
+    assert snaps[0].features[4] == 14  # both segments, the second one's 7 bytes included
 
 
 def test_no_snapshot_unless_asked():
