@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
+from feature_extractor._kernel import MAX_INTERIM as MAX_INTERIM  # ages the kernel keeps
 from feature_extractor._kernel import Kernel
 from feature_extractor.content import ANALYZERS, NO_CONTENT, FtpAnalyzer
 from feature_extractor.fragments import IPDatagram, Reassembler
@@ -49,6 +50,7 @@ class ExtractorConfig:
     max_window_hosts: int = 65536
     # Ages (seconds) at which a connection still open is also snapshotted, as Zeek's
     # conn_long.log does, so that a long session is judged before it ends; the last repeats.
+    # At most MAX_INTERIM of them.
     interim: tuple[float, ...] = ()
 
 

@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from feature_extractor.extractor import ExtractorConfig, Timeouts
+from feature_extractor.extractor import MAX_INTERIM, ExtractorConfig, Timeouts
 from feature_extractor.record import FLAGS
 
 EX_CONFIG = 78
-MAX_INTERIM = 8  # ages the extractor's kernel keeps
 ATTACK_CLASSES = ("dos", "probe", "r2l", "u2r")
 
 Number = (int, float)

@@ -20,6 +20,7 @@ import time
 from feature_extractor.capture_file import CaptureError, feed_captures
 from feature_extractor.extract_cli import peak_rss_mb
 from feature_extractor.extractor import Extractor
+from feature_extractor.record import CLASSES
 from models.runtime import DEFAULT_MODEL, Classifier, ModelError
 from sensor.config import EX_CONFIG, Config, ConfigError, load_config
 from sensor.pipeline import ConnectionLog, Pipeline
@@ -274,11 +275,10 @@ def summary_table(pipeline: Pipeline, elapsed: float, first_ts: float | None) ->
                                      f"{loss['gap_bytes']:,} bytes)"))
     records = sum(s["records"].values())
     rows.append(("connections", _total(s["records"])))
-    rows.append(("predicted", _listed(
-        (c, s["predicted"].get(c, 0)) for c in ("normal", "dos", "probe", "r2l", "u2r"))))
+    rows.append(("predicted", _listed((c, s["predicted"].get(c, 0)) for c in CLASSES)))
     if s["snapshots"]:
-        rows.append(("open connections judged", _listed(
-            (c, s["snapshots"].get(c, 0)) for c in ("normal", "dos", "probe", "r2l", "u2r"))))
+        rows.append(("open connections judged",
+                     _listed((c, s["snapshots"].get(c, 0)) for c in CLASSES)))
     rows.append(("alerts", _total(s["alerts"])))
     if s["interim_repeats"]:
         rows.append(("alerts not repeated", f"{s['interim_repeats']:,}"))

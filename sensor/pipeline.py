@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import Counter, OrderedDict
+from operator import attrgetter
 from typing import TextIO
 
 from feature_extractor.extractor import Extractor
@@ -31,10 +32,6 @@ CONNECTION_LOG_HEADER = ",".join(
 
 
 INTERIM_MEMORY = 65536  # open connections whose snapshot alerted, remembered until they end
-
-
-def _decided(record: ConnectionRecord) -> float:
-    return record.emit_ts
 
 
 def _conn_key(r: ConnectionRecord) -> tuple:
@@ -140,7 +137,7 @@ class Pipeline:
         records = self.extractor.drain()
         snapshots = self.extractor.drain_snapshots()
         if snapshots:  # both in decision order: a snapshot comes before its connection's end
-            records = list(heapq.merge(snapshots, records, key=_decided))
+            records = list(heapq.merge(snapshots, records, key=attrgetter("emit_ts")))
         self.pending.extend(records)
         if (len(self.pending) >= self.batch_size
                 or time.monotonic() - self.pending_since >= self.flush_seconds):
